@@ -1,0 +1,1 @@
+"""What is measured: time, memory, and the environment a run happened in."""

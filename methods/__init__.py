@@ -1,0 +1,9 @@
+"""Registry of training methods: name -> Method. Adding a method is one file plus one line."""
+
+from methods import adam8bit, full, lora
+
+METHODS = {
+    "full": full.METHOD,
+    "adam8bit": adam8bit.METHOD,
+    "lora": lora.METHOD,
+}

@@ -1,0 +1,59 @@
+"""LoRA (peft) on the attention and MLP Linear layers.
+
+As in the GaLore paper's comparison (which follows ReLoRA's code), embeddings, norms and the
+LM head stay trainable by default (`train_non_lora`); the base weights of the adapted Linear
+layers are frozen.
+"""
+
+from dataclasses import dataclass
+
+import peft
+import torch
+
+from methods.base import Method, Training, warmup_cosine_schedule
+from workloads import WORKLOADS
+
+
+@dataclass(frozen=True)
+class LoraOptions:
+    rank: int = 8
+    """LoRA rank r."""
+    alpha: float = 32.0
+    """LoRA scale numerator: the update is B A * alpha / rank."""
+    dropout: float = 0.05
+    """Dropout on the LoRA branch input."""
+    train_non_lora: bool = True
+    """Keep embeddings, norms and head trainable (the paper's comparison); False freezes them."""
+    target_modules: tuple[str, ...] | None = None
+    """Module-name suffixes to adapt; None takes the workload's attention and MLP Linears."""
+
+
+def wrap_with_lora(model: torch.nn.Module, spec, options: LoraOptions) -> torch.nn.Module:
+    """Return the peft model with the trainable set the options ask for."""
+    targets = list(options.target_modules or WORKLOADS[spec.workload].target_modules)
+    config = peft.LoraConfig(
+        r=options.rank, lora_alpha=options.alpha, lora_dropout=options.dropout, target_modules=targets
+    )
+    lora_model = peft.get_peft_model(model, config)
+    for name, parameter in lora_model.named_parameters():
+        if "lora_" in name:
+            parameter.requires_grad_(True)
+        elif ".base_layer." in name:
+            parameter.requires_grad_(False)
+        else:
+            parameter.requires_grad_(options.train_non_lora)
+    return lora_model
+
+
+def prepare(model, spec):
+    options = METHOD.parse_options(spec.method_options)
+    lora_model = wrap_with_lora(model, spec, options)
+    trainable = [p for p in lora_model.parameters() if p.requires_grad]
+    on_cuda = trainable[0].is_cuda
+    optimizer = torch.optim.AdamW(
+        trainable, lr=spec.lr, weight_decay=spec.weight_decay, fused=on_cuda, foreach=not on_cuda
+    )
+    return Training(model=lora_model, optimizer=optimizer, scheduler=warmup_cosine_schedule(optimizer, spec))
+
+
+METHOD = Method(prepare=prepare, options=LoraOptions, summary="LoRA via peft on attention/MLP Linears")

@@ -1,0 +1,1 @@
+"""Which runs: suite files (TOML grids), model configs, and the code that reads them."""

@@ -1,0 +1,59 @@
+"""The run spec: plain data naming one training run, and its id."""
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that decides what one run does; its hash is the run's id."""
+
+    workload: str
+    """Registered workload name, e.g. "llama"."""
+    size: str
+    """Model config name within the workload (suites/models.toml), e.g. "tiny", "60m"."""
+    method: str
+    """Registered method name, e.g. "full", "lora"."""
+    method_options: dict = field(default_factory=dict)
+    """Options of the method (its own dataclass validates them), e.g. {"rank": 8}."""
+    data: dict = field(default_factory=dict)
+    """Options of the workload's data, e.g. {"corpus": "markov"}."""
+    seed: int = 0
+    """Seeds model init, data order and dropout."""
+    steps: int = 20
+    """Optimizer steps."""
+    batch_size: int = 8
+    """Sequences per micro-batch."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step."""
+    seq_len: int = 64
+    """Tokens per sequence."""
+    lr: float = 1e-3
+    """Peak learning rate."""
+    warmup_fraction: float = 0.1
+    """Fraction of steps of linear lr warm-up before the cosine decay to 10% of peak."""
+    weight_decay: float = 0.0
+    """Decoupled weight decay."""
+    grad_clip: float = 0.0
+    """Max gradient norm; 0 means no clipping."""
+    timing_warmup_steps: int = 3
+    """Leading steps left out of step time and tokens/s (allocator and kernel warm-up)."""
+    eval_batches: int = 4
+    """Held-out batches evaluated after training; 0 skips evaluation."""
+    dtype: str = "float32"
+    """Parameter dtype: "float32" or "bfloat16"."""
+    device: str = "auto"
+    """"cpu", "cuda", or "auto" (cuda when available)."""
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @property
+    def run_id(self) -> str:
+        canonical = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch_size * self.grad_accum * self.seq_len

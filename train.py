@@ -1,0 +1,82 @@
+"""One training run, top to bottom: load, step, measure, return what was measured.
+
+The loop knows the method only through the Training it gets back from prepare(); nothing
+here asks which method or workload it runs.
+"""
+
+import math
+
+import torch
+from tqdm import tqdm
+
+from meters import memory, timing
+from methods import METHODS
+from suites.spec import RunSpec
+from workloads import WORKLOADS
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+class NonFiniteLoss(RuntimeError):
+    """Raised when the loss becomes NaN or infinite; the run is recorded with status nan."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def train(spec: RunSpec, progress: bool = True) -> dict:
+    """Run one spec; returns {"metrics": ..., "memory": ...}. Raises on failure."""
+    device = resolve_device(spec.device)
+    torch.manual_seed(spec.seed)
+    workload = WORKLOADS[spec.workload]
+    model = workload.build_model(spec).to(device=device, dtype=DTYPES[spec.dtype])
+    training = METHODS[spec.method].prepare(model, spec)
+    model = training.model
+    model.train()
+    batches = workload.train_batches(spec)
+    clock = timing.StepClock(device, spec.timing_warmup_steps)
+    memory.reset_peaks(device)
+    losses = []
+
+    bar = tqdm(range(spec.steps), desc=f"{spec.method} {spec.workload}-{spec.size}", disable=not progress)
+    for step in bar:
+        clock.start()
+        step_loss = torch.zeros((), device=device)
+        step_tokens = 0
+        for micro_batch in range(spec.grad_accum):
+            batch = {name: tensor.to(device) for name, tensor in next(batches).items()}
+            if training.before_micro_batch:
+                training.before_micro_batch(micro_batch == spec.grad_accum - 1)
+            loss = workload.loss(model, batch) / spec.grad_accum
+            loss.backward()
+            step_loss += loss.detach()
+            step_tokens += workload.count_tokens(batch)
+        if not training.steps_in_backward:
+            if spec.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
+            training.optimizer.step()
+            training.optimizer.zero_grad(set_to_none=True)
+        training.scheduler.step()
+        if training.after_step:
+            training.after_step(step)
+        clock.stop(step_tokens)
+
+        losses.append(step_loss.item())
+        if not math.isfinite(losses[-1]):
+            raise NonFiniteLoss(f"loss is {losses[-1]} at step {step}")
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+
+    metrics = {
+        "loss_curve": losses,
+        "final_loss": losses[-1] if losses else None,
+        **clock.summary(),
+        **workload.evaluate(model, spec),
+    }
+    floor = workload.loss_floor(spec)
+    if floor is not None:
+        metrics["loss_floor"] = floor
+        metrics["final_loss_above_floor"] = metrics["final_loss"] - floor
+    return {"metrics": metrics, "memory": {**memory.peak_memory(device), **memory.state_bytes(training)}}

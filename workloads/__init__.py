@@ -1,0 +1,7 @@
+"""Registry of workloads: name -> Workload."""
+
+from workloads.llama import LlamaPretraining
+
+WORKLOADS = {
+    "llama": LlamaPretraining(),
+}
