@@ -27,6 +27,26 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def optimizer_step(spec: RunSpec, workload, training, batches, device) -> tuple[torch.Tensor, int]:
+    """One optimizer step over spec.grad_accum micro-batches; returns (loss, tokens seen)."""
+    step_loss = torch.zeros((), device=device)
+    step_tokens = 0
+    for micro_batch in range(spec.grad_accum):
+        batch = {name: tensor.to(device) for name, tensor in next(batches).items()}
+        if training.before_micro_batch:
+            training.before_micro_batch(micro_batch == spec.grad_accum - 1)
+        loss = workload.loss(training.model, batch) / spec.grad_accum
+        loss.backward()
+        step_loss += loss.detach()
+        step_tokens += workload.count_tokens(batch)
+    if not training.steps_in_backward:
+        if spec.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(training.model.parameters(), spec.grad_clip)
+        training.optimizer.step()
+        training.optimizer.zero_grad(set_to_none=True)
+    return step_loss, step_tokens
+
+
 def train(spec: RunSpec, progress: bool = True) -> dict:
     """Run one spec; returns {"metrics": ..., "memory": ...}. Raises on failure."""
     device = resolve_device(spec.device)
@@ -44,21 +64,7 @@ def train(spec: RunSpec, progress: bool = True) -> dict:
     bar = tqdm(range(spec.steps), desc=f"{spec.method} {spec.workload}-{spec.size}", disable=not progress)
     for step in bar:
         clock.start()
-        step_loss = torch.zeros((), device=device)
-        step_tokens = 0
-        for micro_batch in range(spec.grad_accum):
-            batch = {name: tensor.to(device) for name, tensor in next(batches).items()}
-            if training.before_micro_batch:
-                training.before_micro_batch(micro_batch == spec.grad_accum - 1)
-            loss = workload.loss(model, batch) / spec.grad_accum
-            loss.backward()
-            step_loss += loss.detach()
-            step_tokens += workload.count_tokens(batch)
-        if not training.steps_in_backward:
-            if spec.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
-            training.optimizer.step()
-            training.optimizer.zero_grad(set_to_none=True)
+        step_loss, step_tokens = optimizer_step(spec, workload, training, batches, device)
         training.scheduler.step()
         if training.after_step:
             training.after_step(step)
