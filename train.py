@@ -73,7 +73,7 @@ def train(spec: RunSpec, progress: bool = True) -> dict:
         losses.append(step_loss.item())
         if not math.isfinite(losses[-1]):
             raise NonFiniteLoss(f"loss is {losses[-1]} at step {step}")
-        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
 
     metrics = {
         "loss_curve": losses,

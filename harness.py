@@ -1,0 +1,114 @@
+"""The one entry point: run a suite, report its results, list what exists, show the environment.
+
+    python harness.py run suites/smoke.toml
+    python harness.py report results/smoke.jsonl
+    python harness.py list
+    python harness.py env
+"""
+
+import argparse
+import json
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent
+RESULTS_DIR = REPO_ROOT / "results"
+
+
+def command_run(args) -> int:
+    from runner import run_suite
+    from suites.load import load_suite, parse_overrides
+
+    suite = load_suite(args.suite, parse_overrides(args.set))
+    results_path = Path(args.results or RESULTS_DIR / f"{Path(args.suite).stem}.jsonl")
+    if args.dry_run:
+        for planned in suite.runs:
+            print(planned.spec.run_id, planned.label, json.dumps(planned.spec.to_json(), sort_keys=True))
+        return 0
+    records = run_suite(suite, results_path, progress=not args.no_progress)
+    failed = [r for r in records if r["status"] != "ok"]
+    print(f"{len(records) - len(failed)} ok, {len(failed)} not ok; records in {results_path}")
+    return 0
+
+
+def command_report(args) -> int:
+    from reports.render import render_report
+
+    print(render_report(Path(args.results), args.out))
+    return 0
+
+
+def command_list(args) -> int:
+    from methods import METHODS
+    from suites.load import SuiteError, load_suite
+    from suites.models import model_sizes
+    from workloads import WORKLOADS
+
+    print("methods:")
+    for name, method in METHODS.items():
+        options = ", ".join(f"{f.name}={f.default!r}" for f in fields(method.options))
+        print(f"  {name:24} {method.summary}" + (f"  [options: {options}]" if options else ""))
+    print("workloads:")
+    for name in WORKLOADS:
+        print(f"  {name:24} sizes: {', '.join(model_sizes(name))}")
+    print("suites:")
+    for path in sorted((REPO_ROOT / "suites").glob("*.toml")):
+        if path.name == "models.toml":
+            continue
+        try:
+            suite = load_suite(path)
+            print(f"  {path.relative_to(REPO_ROOT)!s:24} {len(suite.runs)} runs  {suite.description}")
+        except SuiteError as error:
+            print(f"  {path.relative_to(REPO_ROOT)!s:24} invalid: {error}")
+    return 0
+
+
+def command_env(args) -> int:
+    from meters.environment import environment
+    from train import resolve_device
+
+    print(json.dumps(environment(resolve_device(args.device)), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run a suite's grid, appending one record per run")
+    run.add_argument("suite", help="suite file, e.g. suites/smoke.toml")
+    run.add_argument("--results", help="results file (default results/<suite file stem>.jsonl)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a run-spec field for every run, e.g. steps=10 or data.path=/data/c4")
+    run.add_argument("--dry-run", action="store_true", help="print the run specs and their ids, run nothing")
+    run.add_argument("--no-progress", action="store_true", help="no per-step progress bars")
+    run.set_defaults(handler=command_run)
+
+    report = commands.add_parser("report", help="render a results file to Markdown and PNG")
+    report.add_argument("results", help="results file, e.g. results/smoke.jsonl")
+    report.add_argument("--out", help="output folder (default reports/out/<results file stem>)")
+    report.set_defaults(handler=command_report)
+
+    listing = commands.add_parser("list", help="list methods, workloads and suites")
+    listing.set_defaults(handler=command_list)
+
+    env = commands.add_parser("env", help="print the environment record runs carry")
+    env.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    env.set_defaults(handler=command_env)
+    return parser
+
+
+def main(argv=None) -> int:
+    from suites.load import SuiteError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (SuiteError, ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Run records: one JSON object per line in results/<suite>.jsonl, appended, never rewritten."""

@@ -1,0 +1,26 @@
+"""Shared fixtures: tiny specs and suite files that run in seconds on CPU."""
+
+import textwrap
+
+import pytest
+
+from suites.spec import RunSpec
+
+
+def tiny_spec(**overrides) -> RunSpec:
+    """A tiny LLaMA run on the Markov corpus, CPU, float32."""
+    values = dict(workload="llama", size="tiny", method="full", steps=4, batch_size=4, seq_len=32,
+                  eval_batches=1, timing_warmup_steps=1, device="cpu")
+    return RunSpec(**{**values, **overrides})
+
+
+@pytest.fixture
+def write_suite(tmp_path):
+    """Write a suite file from TOML text and return its path."""
+
+    def write(text: str, name: str = "suite.toml"):
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text))
+        return path
+
+    return write

@@ -1,0 +1,79 @@
+import pytest
+
+from suites.load import SuiteError, load_suite, parse_overrides
+
+GRID = """
+    name = "grid"
+    seeds = [0, 1]
+    [defaults]
+    steps = 5
+    lr = 0.002
+    [[workloads]]
+    name = "llama"
+    size = "tiny"
+    [[methods]]
+    name = "full"
+    [[methods]]
+    name = "lora"
+    label = "lora_r4"
+    options = { rank = 4 }
+    lr = 0.01
+"""
+
+
+def test_grid_expands_workloads_times_methods_times_seeds(write_suite):
+    suite = load_suite(write_suite(GRID))
+    assert [(r.label, r.spec.seed) for r in suite.runs] == [
+        ("full", 0), ("full", 1), ("lora_r4", 0), ("lora_r4", 1)
+    ]
+    lora = suite.runs[2].spec
+    assert lora.method_options == {"rank": 4} and lora.lr == 0.01 and lora.steps == 5
+    assert suite.runs[0].spec.lr == 0.002
+
+
+def test_run_ids_are_distinct_and_stable(write_suite):
+    first = [r.spec.run_id for r in load_suite(write_suite(GRID)).runs]
+    again = [r.spec.run_id for r in load_suite(write_suite(GRID, "copy.toml")).runs]
+    assert len(set(first)) == 4
+    assert first == again
+
+
+def test_overrides_win_and_merge_data(write_suite):
+    overrides = parse_overrides(["steps=2", "data.branching=4", "dtype=bfloat16"])
+    suite = load_suite(write_suite(GRID), overrides)
+    spec = suite.runs[2].spec
+    assert (spec.steps, spec.dtype, spec.data, spec.lr) == (2, "bfloat16", {"branching": 4}, 0.01)
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (('name = "full"', 'name = "sgd"'), "methods[0].name = 'sgd' is not known; accepted: full, adam8bit, lora"),
+        (('size = "tiny"', 'size = "huge"'), "workloads[0].size = 'huge' is not known; accepted: tiny"),
+        (('name = "llama"', 'name = "bert"'), "workloads[0].name = 'bert' is not known; accepted: llama"),
+        (("steps = 5", 'steps = "five"'), "defaults.steps = 'five' must be an integer"),
+        (("steps = 5", "steps = 0"), "defaults.steps = 0 must be positive"),
+        (("steps = 5", "stepz = 5"), "defaults.stepz is not a known key; accepted:"),
+        (("rank = 4", "rnk = 4"), "methods[1].options: unknown option(s) rnk; accepted: alpha, dropout, rank"),
+        (('size = "tiny"', ""), "workloads[0].size is missing; accepted: tiny"),
+    ],
+)
+def test_bad_input_names_file_key_and_accepted_values(write_suite, change, expected):
+    path = write_suite(GRID.replace(*change))
+    with pytest.raises(SuiteError) as error:
+        load_suite(path)
+    message = str(error.value)
+    assert message.startswith(f"{path}: ")
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_missing_methods_table_is_refused(write_suite):
+    path = write_suite(GRID.split("[[methods]]")[0])
+    with pytest.raises(SuiteError, match=r"\[\[methods\]\] is missing"):
+        load_suite(path)
+
+
+def test_bad_override_is_refused():
+    with pytest.raises(SuiteError, match="--set steps = 'x' must be an integer"):
+        parse_overrides(["steps=x"])
