@@ -1,0 +1,83 @@
+"""The Low-Rank baseline on a tiny LLaMA: parameter counts by formula, factor shapes, it trains."""
+
+import pytest
+import torch
+
+from methods import METHODS
+from suites.models import model_config
+from suites.spec import RunSpec
+from train import optimizer_step
+from workloads import WORKLOADS
+
+
+def tiny_spec(**options) -> RunSpec:
+    return RunSpec(
+        workload="llama", size="tiny", method="low_rank", method_options=options,
+        steps=30, batch_size=4, seq_len=32, lr=3e-3, device="cpu", eval_batches=0,
+    )  # fmt: skip
+
+
+def prepared(spec):
+    torch.manual_seed(spec.seed)
+    return METHODS["low_rank"].prepare(WORKLOADS["llama"].build_model(spec), spec)
+
+
+def expected_parameter_count(rank: int) -> int:
+    """LLaMA tiny with every attention/MLP weight m x n held as rank * (m + n): no biases, untied head."""
+    config = model_config("llama", "tiny")
+    hidden, intermediate, vocab = config["hidden_size"], config["intermediate_size"], config["vocab_size"]
+    layers = config["num_hidden_layers"]
+    attention = 4 * rank * (hidden + hidden)  # q, k, v, o (as many key/value heads as heads)
+    mlp = 3 * rank * (hidden + intermediate)  # gate, up, down
+    norms = (2 * layers + 1) * hidden
+    return 2 * vocab * hidden + norms + layers * (attention + mlp)
+
+
+@pytest.mark.parametrize("rank", [4, 16])
+def test_parameter_count_matches_the_formula(rank):
+    training = prepared(tiny_spec(rank=rank))
+    parameters = list(training.model.parameters())
+    assert sum(p.numel() for p in parameters) == expected_parameter_count(rank)
+    assert all(p.requires_grad for p in parameters)
+    optimized = [p for group in training.optimizer.param_groups for p in group["params"]]
+    assert len(optimized) == len(parameters)
+
+
+def test_each_targeted_weight_becomes_two_rank_r_factors():
+    rank = 4
+    model = prepared(tiny_spec(rank=rank)).model
+    q_proj = model.model.layers[0].self_attn.q_proj
+    hidden = model.config.hidden_size
+    assert q_proj.A.weight.shape == (rank, hidden)
+    assert q_proj.B.weight.shape == (hidden, rank)
+    assert torch.linalg.matrix_rank(q_proj.B.weight @ q_proj.A.weight) == rank
+    assert isinstance(model.lm_head, torch.nn.Linear)  # the head is not a target
+    assert model.lm_head.weight.shape == (model.config.vocab_size, hidden)
+
+
+def test_training_lowers_the_loss():
+    spec = tiny_spec(rank=8)
+    training = prepared(spec)
+    workload = WORKLOADS["llama"]
+    batches = workload.train_batches(spec)
+    losses = []
+    for _ in range(spec.steps):
+        loss, _ = optimizer_step(spec, workload, training, batches, torch.device("cpu"))
+        training.scheduler.step()
+        losses.append(float(loss))
+    # Single-batch losses are noisy: compare means of five. Full AdamW drops by about 0.28 here, this by 0.31.
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert last < first - 0.15, losses
+
+
+def test_unmatched_target_modules_are_named():
+    with pytest.raises(ValueError, match="target_modules .* matched no Linear layer"):
+        prepared(tiny_spec(target_modules=("no_such_proj",)))
+
+
+def test_factor_init_matches_the_replaced_weights_scale():
+    rank = 8
+    original_std = float(WORKLOADS["llama"].build_model(tiny_spec()).model.layers[0].mlp.down_proj.weight.std())
+    down_proj = prepared(tiny_spec(rank=rank)).model.model.layers[0].mlp.down_proj
+    product_std = float((down_proj.B.weight @ down_proj.A.weight).std())
+    assert product_std == pytest.approx(original_std, rel=0.2)
