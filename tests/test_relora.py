@@ -219,6 +219,7 @@ def test_warm_start_trains_full_rank_then_relora_continues_from_those_weights():
         (dict(state_pruning="random"), "state_pruning 'random' is not known; accepted: magnitude, reset"),
         (dict(reset_interval=0), "reset_interval must be >= 1"),
         (dict(pruning_ratio=1.5), "pruning_ratio must be in [0, 1]"),
+        (dict(warm_start_steps=-1), "warm_start_steps must be >= 0"),
         (dict(warm_start_steps=12), "warm_start_steps (12) must be below steps (12)"),
     ],
 )
