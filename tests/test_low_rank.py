@@ -1,4 +1,7 @@
-"""The Low-Rank baseline on a tiny LLaMA: parameter counts by formula, factor shapes, it trains."""
+"""The Low-Rank baseline on a tiny LLaMA: parameter counts by formula, factor shapes, init scale.
+
+That it lowers the loss is checked with the other methods in tests/test_methods.py.
+"""
 
 import pytest
 import torch
@@ -49,7 +52,6 @@ def test_each_targeted_weight_becomes_two_rank_r_factors():
     assert torch.linalg.matrix_rank(q_proj.B.weight @ q_proj.A.weight) == rank
     assert isinstance(model.lm_head, torch.nn.Linear)  # the head is not a target
     assert model.lm_head.weight.shape == (model.config.vocab_size, hidden)
-
 
 
 def test_unmatched_target_modules_are_named():
