@@ -10,7 +10,7 @@ from workloads import WORKLOADS
 from tests.conftest import tiny_spec
 
 
-@pytest.mark.parametrize("method", ["full", "adam8bit", "lora"])
+@pytest.mark.parametrize("method", ["full", "adam8bit", "lora", "low_rank"])
 def test_method_reduces_loss(method):
     spec = tiny_spec(method=method, steps=30, lr=3e-3, batch_size=8, seq_len=32)
     curve = train(spec, progress=False)["metrics"]["loss_curve"]
