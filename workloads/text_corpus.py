@@ -34,14 +34,17 @@ def data_parallel_rank() -> tuple[int, int]:
     return 0, 1
 
 
-def load_tokenizer(name_or_path: str | None, model_vocab_size: int):
-    """The tokenizer, checked to emit only ids the model's embedding has rows for."""
+def load_tokenizer(name_or_path: str | None, model_vocab_size: int, hint: str = LOCAL_HINT):
+    """The tokenizer (t5-base unless named), checked to emit only ids the model has rows for.
+
+    `hint` ends the error line when it cannot be loaded: how to point at local files instead.
+    """
     name_or_path = name_or_path or DEFAULT_TOKENIZER
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     except OSError as error:
         first_line = str(error).splitlines()[0]
-        raise RuntimeError(f"data.tokenizer {name_or_path!r} could not be loaded ({first_line}); {LOCAL_HINT}") from None
+        raise RuntimeError(f"data.tokenizer {name_or_path!r} could not be loaded ({first_line}); {hint}") from None
     # Special tokens such as t5-base's 100 <extra_id_N> sentinels sit above its 32000 ordinary
     # ids and never come out of plain text, so only ordinary tokens must fit the model.
     special = set(tokenizer.all_special_tokens)
