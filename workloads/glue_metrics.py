@@ -17,7 +17,10 @@ def glue_metrics(kind: str, predictions, labels) -> dict:
     elif kind == "f1_accuracy":
         values = {"f1": f1_score(labels, predictions), "accuracy": accuracy_score(labels, predictions)}
     elif kind == "pearson_spearman":
-        values = {"pearson": pearsonr(predictions, labels).statistic, "spearman": spearmanr(predictions, labels).statistic}
+        values = {
+            "pearson": pearsonr(predictions, labels).statistic,
+            "spearman": spearmanr(predictions, labels).statistic,
+        }
     elif kind == "accuracy":
         values = {"accuracy": accuracy_score(labels, predictions)}
     else:

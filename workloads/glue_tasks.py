@@ -52,7 +52,9 @@ def _local_split(path: str, task: GlueTask, split: str) -> datasets.Dataset:
         files = sorted(glob.glob(os.path.join(path, task.name, f"{split}-*.{extension}")))
         if files:
             return datasets.load_dataset(builder, data_files=files, split="train")
-    raise FileNotFoundError(f"data.path {path!r} has no {task.name}/{split}-*.parquet or .jsonl; {local_hint(task.name)}")
+    raise FileNotFoundError(
+        f"data.path {path!r} has no {task.name}/{split}-*.parquet or .jsonl; {local_hint(task.name)}"
+    )
 
 
 def load_split(task: GlueTask, split: str, path: str | None) -> datasets.Dataset:
@@ -62,4 +64,6 @@ def load_split(task: GlueTask, split: str, path: str | None) -> datasets.Dataset
     try:
         return datasets.load_dataset(GLUE_HUB_NAME, task.name, split=split)
     except OSError as error:  # ConnectionError and the Hub's own errors are OSErrors
-        raise RuntimeError(f"data.task {task.name!r}: could not load {GLUE_HUB_NAME} from the Hub ({error}); {local_hint(task.name)}") from None
+        raise RuntimeError(
+            f"data.task {task.name!r}: could not load {GLUE_HUB_NAME} from the Hub ({error}); {local_hint(task.name)}"
+        ) from None

@@ -56,7 +56,9 @@ class LlamaPretraining:
         # data.vocab narrows the chain to fewer token ids than the model has, for quick learning.
         chain_vocab_size = spec.data.get("vocab", model_vocab_size)
         if not 2 <= chain_vocab_size <= model_vocab_size:
-            raise ValueError(f"data.vocab {chain_vocab_size} must lie in 2..{model_vocab_size} (the model's vocab_size)")
+            raise ValueError(
+                f"data.vocab {chain_vocab_size} must lie in 2..{model_vocab_size} (the model's vocab_size)"
+            )
         return _markov_chain(chain_vocab_size, spec.data.get("branching", 8), spec.data.get("chain_seed", 1234))
 
     def _markov_batches(self, spec, seed: int) -> Iterator[dict]:

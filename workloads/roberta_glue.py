@@ -19,11 +19,15 @@ from workloads.glue_metrics import glue_metrics
 
 TASKS = {**glue_tasks.GLUE_TASKS, **synthetic_glue.SYNTHETIC_TASKS}
 MIN_SYNTHETIC_LENGTH = 16  # room for five regression markers among the filler
-TOKENIZER_HINT = "point at a local tokenizer directory instead: data.tokenizer = DIR (a roberta-base checkpoint holds one)"
+TOKENIZER_HINT = (
+    "point at a local tokenizer directory instead: data.tokenizer = DIR (a roberta-base checkpoint holds one)"
+)
 
 
 @cache
-def _tokenized_split(task_name: str, split: str, path: str | None, tokenizer_name: str, model_vocab_size: int, max_length: int):
+def _tokenized_split(
+    task_name: str, split: str, path: str | None, tokenizer_name: str, model_vocab_size: int, max_length: int
+):
     task = TASKS[task_name]
     tokenizer = text_corpus.load_tokenizer(tokenizer_name, model_vocab_size, TOKENIZER_HINT)
     rows = glue_tasks.load_split(task, split, path)
@@ -48,12 +52,14 @@ class RobertaGlue:
 
     def _pretrained_name(self, spec) -> str | None:
         """The checkpoint of a pretrained size (data.model overrides the hub name), else None."""
-        values = model_config("roberta", spec.size)
+        values = model_config("roberta_glue", spec.size)
         return spec.data.get("model", values["pretrained"]) if "pretrained" in values else None
 
     def _model_vocab_size(self, spec) -> int:
         name = self._pretrained_name(spec)
-        return model_config("roberta", spec.size)["vocab_size"] if name is None else AutoConfig.from_pretrained(name).vocab_size
+        if name is None:
+            return model_config("roberta_glue", spec.size)["vocab_size"]
+        return AutoConfig.from_pretrained(name).vocab_size
 
     def build_model(self, spec) -> torch.nn.Module:
         task = self.task(spec)
@@ -63,7 +69,7 @@ class RobertaGlue:
         }
         name = self._pretrained_name(spec)
         if name is None:
-            values = model_config("roberta", spec.size)
+            values = model_config("roberta_glue", spec.size)
             # Position ids start after the padding id (RoBERTa's offset of 2).
             config = RobertaConfig(**values, max_position_embeddings=spec.seq_len + 2, type_vocab_size=1, **head)
             return RobertaForSequenceClassification(config)
@@ -72,7 +78,8 @@ class RobertaGlue:
         except OSError as error:
             first_line = str(error).splitlines()[0]
             raise RuntimeError(
-                f"data.model {name!r} could not be loaded ({first_line}); point at a local checkpoint directory instead: data.model = DIR"
+                f"data.model {name!r} could not be loaded ({first_line}); "
+                "point at a local checkpoint directory instead: data.model = DIR"
             ) from None
 
     def _examples(self, spec, split: str) -> tuple[list[dict], int]:
@@ -80,19 +87,25 @@ class RobertaGlue:
         task = self.task(spec)
         if task.name in synthetic_glue.SYNTHETIC_TASKS:
             if spec.seq_len < MIN_SYNTHETIC_LENGTH:
-                raise ValueError(f"seq_len {spec.seq_len} is too short for {task.name}; use at least {MIN_SYNTHETIC_LENGTH}")
+                raise ValueError(
+                    f"seq_len {spec.seq_len} is too short for {task.name}; use at least {MIN_SYNTHETIC_LENGTH}"
+                )
             return synthetic_glue.make_split(task, split, spec.seq_len), synthetic_glue.PAD_ID
         split = task.validation_split if split == "validation" else split
         tokenizer_name = spec.data.get("tokenizer") or self._pretrained_name(spec)
         if tokenizer_name is None:
-            raise ValueError(f"data.task {task.name!r} on randomly initialised size {spec.size!r} needs data.tokenizer (a tokenizer directory)")
+            raise ValueError(
+                f"data.task {task.name!r} on randomly initialised size {spec.size!r} "
+                "needs data.tokenizer (a tokenizer directory)"
+            )
         return _tokenized_split(
             task.name, split, spec.data.get("path"), tokenizer_name, self._model_vocab_size(spec), spec.seq_len
         )
 
     def _collate(self, examples: list[dict], pad_id: int, regression: bool) -> dict:
-        input_ids = pad_sequence([torch.tensor(e["input_ids"]) for e in examples], batch_first=True, padding_value=pad_id)
-        attention_mask = pad_sequence([torch.ones(len(e["input_ids"]), dtype=torch.long) for e in examples], batch_first=True)
+        rows = [torch.tensor(e["input_ids"]) for e in examples]
+        input_ids = pad_sequence(rows, batch_first=True, padding_value=pad_id)
+        attention_mask = pad_sequence([torch.ones_like(row) for row in rows], batch_first=True)
         labels = torch.tensor([e["label"] for e in examples], dtype=torch.float32 if regression else torch.long)
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 

@@ -82,7 +82,9 @@ def load_documents(data: dict, split: str) -> datasets.IterableDataset:
         try:
             return datasets.load_dataset(C4_HUB_NAME, "en", split=split, streaming=True)
         except OSError as error:  # ConnectionError and the Hub's own errors are OSErrors
-            raise RuntimeError(f"data.corpus 'c4': could not stream {C4_HUB_NAME} from the Hub ({error}); {LOCAL_HINT}") from None
+            raise RuntimeError(
+                f"data.corpus 'c4': could not stream {C4_HUB_NAME} from the Hub ({error}); {LOCAL_HINT}"
+            ) from None
     if "path" not in data:
         raise ValueError(f"data.corpus 'local' needs data.path; {LOCAL_HINT}")
     builder, files = _local_files(data["path"], split)
