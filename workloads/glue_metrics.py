@@ -4,14 +4,15 @@ A task with two metrics (MRPC and QQP: F1 and accuracy; STS-B: Pearson and Spear
 on the leaderboard by their mean, given here as "score"; a single-metric task's score is that metric.
 """
 
-from scipy.stats import pearsonr, spearmanr
-from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
-
 METRIC_KINDS = ("matthews", "f1_accuracy", "pearson_spearman", "accuracy")
 
 
 def glue_metrics(kind: str, predictions, labels) -> dict:
     """Metric values (fractions, not percent) of predicted classes or regression values."""
+    # Imported here: scipy.stats and sklearn.metrics add about a second to every harness start.
+    from scipy.stats import pearsonr, spearmanr
+    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
     if kind == "matthews":
         values = {"matthews_correlation": matthews_corrcoef(labels, predictions)}
     elif kind == "f1_accuracy":
