@@ -10,14 +10,6 @@ from train import train
 from workloads import markov_corpus
 
 
-@pytest.fixture
-def one_thread():
-    # The tiny model is faster on one thread than fighting other processes for the cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def true_log_loss_nats(chain, sequences: torch.Tensor) -> float:
     """Mean -log P(next | current) of sampled transitions under the chain itself."""

@@ -15,13 +15,6 @@ from workloads.roberta_glue import RobertaGlue
 WORKLOAD = RobertaGlue()
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def write_glue_split(directory, task: str, split: str, rows: dict, extension: str = "parquet"):
     """One split as the Hub stores nyu-mll/glue: <task>/<split>-00000-of-00001.parquet."""
