@@ -158,3 +158,13 @@ def test_unreachable_hub_says_how_to_use_local_files(monkeypatch):
 def test_unreachable_tokenizer_says_how_to_use_a_local_one(tmp_path):
     with pytest.raises(RuntimeError, match="data.tokenizer .* could not be loaded .* data.tokenizer = a local"):
         text_corpus.load_tokenizer(str(tmp_path / "no-tokenizer"), 2048)
+
+
+def test_empty_validation_split_is_named(tmp_path, tokenizer_dir):
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "train.txt").write_text("the cat sat\n")
+    (tmp_path / "text" / "validation.txt").write_text("\n\n")
+    spec = local_spec(tmp_path / "text", tokenizer_dir)
+    workload = LlamaPretraining()
+    with pytest.raises(ValueError, match="the validation split holds no text to evaluate"):
+        workload.evaluate(workload.build_model(spec), spec)

@@ -114,6 +114,8 @@ class LlamaPretraining:
             total_loss += float(model(**batch).loss) * predicted
             total_predicted += predicted
         model.train()
+        if total_predicted == 0:
+            raise ValueError(f"data.corpus {self._corpus(spec)!r}: the validation split holds no text to evaluate")
         eval_loss = total_loss / total_predicted
         return {"eval_loss": eval_loss, "perplexity": math.exp(eval_loss), "eval_tokens": total_predicted}
 
