@@ -168,3 +168,13 @@ def test_empty_validation_split_is_named(tmp_path, tokenizer_dir):
     workload = LlamaPretraining()
     with pytest.raises(ValueError, match="the validation split holds no text to evaluate"):
         workload.evaluate(workload.build_model(spec), spec)
+
+
+def test_running_out_of_training_text_is_named(tmp_path, tokenizer_dir):
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "train.txt").write_text("the cat sat\n" * 6)
+    (tmp_path / "text" / "validation.txt").write_text("a red mat\n")
+    batches = LlamaPretraining().train_batches(local_spec(tmp_path / "text", tokenizer_dir))
+    assert [len(next(batches)["input_ids"]) for _ in range(2)] == [4, 2]
+    with pytest.raises(ValueError, match="data.corpus 'local': the training text ran out; give more text or fewer steps"):
+        next(batches)

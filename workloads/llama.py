@@ -28,6 +28,12 @@ def _tokenizer(name_or_path: str | None, model_vocab_size: int):
     return text_corpus.load_tokenizer(name_or_path, model_vocab_size)
 
 
+def _ending_with_error(batches: Iterator[dict], message: str) -> Iterator[dict]:
+    """The batches, then a clear error instead of a bare StopIteration inside the training loop."""
+    yield from batches
+    raise ValueError(message)
+
+
 class LlamaPretraining:
     target_modules = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
     head_modules = ()
@@ -76,7 +82,9 @@ class LlamaPretraining:
     def train_batches(self, spec) -> Iterator[dict]:
         if self._corpus(spec) == "markov":
             return self._markov_batches(spec, spec.seed)
-        return self._text_batches(spec, text_corpus.training_documents(spec.data, spec.seed))
+        batches = self._text_batches(spec, text_corpus.training_documents(spec.data, spec.seed))
+        ran_out = f"data.corpus {spec.data['corpus']!r}: the training text ran out; give more text or fewer steps"
+        return _ending_with_error(batches, ran_out)
 
     def _eval_batches(self, spec) -> Iterator[dict]:
         if self._corpus(spec) == "markov":
