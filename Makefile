@@ -27,3 +27,23 @@ test: setup
 
 clean:
 	rm -rf reports/out .pytest_cache
+
+# The paper's suites, on a GPU host. Hub data by default; local copies from the command line:
+#   make paper-llama DATA=/data/c4/en TOKENIZER=/models/t5-base
+#   make paper-glue GLUE=/data/glue MODEL=/models/roberta-base
+LLAMA_SETS = $(if $(DATA),--set data.corpus=local --set data.path=$(DATA)) $(if $(TOKENIZER),--set data.tokenizer=$(TOKENIZER))
+GLUE_SETS = $(if $(GLUE),--set data.path=$(GLUE)) $(if $(MODEL),--set data.model=$(MODEL))
+
+.PHONY: paper-llama paper-llama-7b paper-glue
+
+paper-llama: setup
+	$(PYTHON) harness.py run suites/llama_c4.toml $(LLAMA_SETS)
+	$(PYTHON) harness.py report results/llama_c4.jsonl
+
+paper-llama-7b: setup
+	$(PYTHON) harness.py run suites/llama_7b_memory.toml
+	$(PYTHON) harness.py report results/llama_7b_memory.jsonl
+
+paper-glue: setup
+	$(PYTHON) harness.py run suites/roberta_glue.toml $(GLUE_SETS)
+	$(PYTHON) harness.py report results/roberta_glue.jsonl

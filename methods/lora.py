@@ -30,7 +30,8 @@ class LoraOptions:
 
 def wrap_with_lora(model: torch.nn.Module, spec, options: LoraOptions) -> torch.nn.Module:
     """Return the peft model with the trainable set the options ask for."""
-    targets = list(options.target_modules or WORKLOADS[spec.workload].target_modules)
+    workload = WORKLOADS[spec.workload]
+    targets = list(options.target_modules or workload.target_modules)
     config = peft.LoraConfig(
         r=options.rank, lora_alpha=options.alpha, lora_dropout=options.dropout, target_modules=targets
     )
@@ -40,6 +41,9 @@ def wrap_with_lora(model: torch.nn.Module, spec, options: LoraOptions) -> torch.
             parameter.requires_grad_(True)
         elif ".base_layer." in name:
             parameter.requires_grad_(False)
+        elif any(f".{head}." in name for head in workload.head_modules):
+            # A fine-tuning task's new head starts random: it is always trained.
+            parameter.requires_grad_(True)
         else:
             parameter.requires_grad_(options.train_non_lora)
     return lora_model

@@ -14,7 +14,7 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
         spec, metrics, memory = record["spec"], record.get("metrics", {}), record.get("memory", {})
         rows.append(
             {
-                "workload": f"{spec['workload']}-{spec['size']}",
+                "workload": _workload_name(spec),
                 "method": record["label"],
                 "seed": spec["seed"],
                 "status": record["status"],
@@ -22,6 +22,8 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
                 "final_loss": metrics.get("final_loss"),
                 "eval_loss": metrics.get("eval_loss"),
                 "loss_above_floor": metrics.get("final_loss_above_floor"),
+                "perplexity": metrics.get("perplexity"),
+                "task_score": metrics.get("score"),
                 "tokens_per_s": metrics.get("tokens_per_s"),
                 "step_time_p50_s": metrics.get("step_time_p50_s"),
                 "weights_and_state_bytes": _sum_present(
@@ -33,6 +35,12 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def _workload_name(spec: dict) -> str:
+    """Workload and size, plus the task where one workload runs several (GLUE)."""
+    task = spec.get("data", {}).get("task")
+    return f"{spec['workload']}-{spec['size']}" + (f" {task}" if task else "")
 
 
 def _sum_present(values: dict, keys: tuple[str, ...]) -> int | None:
@@ -52,6 +60,8 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
             "final loss": grouped.final_loss.mean(),
             "eval loss": grouped.eval_loss.mean(),
             "loss above floor": grouped.loss_above_floor.mean(),
+            "perplexity": grouped.perplexity.mean(),
+            "task score": grouped.task_score.mean(),
             "tokens/s": grouped.tokens_per_s.mean(),
             "step p50 (ms)": grouped.step_time_p50_s.mean() * 1000,
             "weights + optimizer state (MiB)": grouped.weights_and_state_bytes.mean() / MIB,

@@ -93,7 +93,8 @@ def _workload_entry(index: int, entry: dict, source: str) -> dict:
     return {"workload": name, "size": size, **_spec_fields(entry, where, source, ("name", "size"))}
 
 
-def _method_entry(index: int, entry: dict, source: str) -> tuple[str, dict]:
+def _method_entry(index: int, entry: dict, source: str) -> tuple[str, dict, list[str] | None]:
+    """(label, spec fields, the model sizes it pairs with: None for all)."""
     where = f"methods[{index}]."
     name = _require(entry, "name", where, source, list(METHODS))
     options = entry.get("options", {})
@@ -103,9 +104,12 @@ def _method_entry(index: int, entry: dict, source: str) -> tuple[str, dict]:
         METHODS[name].parse_options(options)
     except (TypeError, ValueError) as error:
         raise SuiteError(f"{source}: {where}options: {error}") from None
+    sizes = entry.get("sizes")
+    if sizes is not None and not (isinstance(sizes, list) and sizes and all(isinstance(s, str) for s in sizes)):
+        raise SuiteError(f"{source}: {where}sizes = {sizes!r} must be a non-empty list of model sizes")
     label = entry.get("label", name)
-    fields_set = _spec_fields(entry, where, source, ("name", "label", "options"))
-    return label, {"method": name, "method_options": options, **fields_set}
+    fields_set = _spec_fields(entry, where, source, ("name", "label", "options", "sizes"))
+    return label, {"method": name, "method_options": options, **fields_set}, sizes
 
 
 def parse_overrides(assignments: list[str]) -> dict:
@@ -149,8 +153,20 @@ def load_suite(path: str | Path, overrides: dict | None = None) -> Suite:
     workloads = [_workload_entry(i, e, source) for i, e in enumerate(_entries(document, "workloads", source))]
     methods = [_method_entry(i, e, source) for i, e in enumerate(_entries(document, "methods", source))]
 
+    suite_sizes = [w["size"] for w in workloads]
+    for index, (_, _, sizes) in enumerate(methods):
+        for size in sizes or ():
+            if size not in suite_sizes:
+                raise SuiteError(
+                    f"{source}: methods[{index}].sizes: {size!r} is no workload size here; "
+                    f"accepted: {', '.join(suite_sizes)}"
+                )
+
     runs = []
-    for workload, (label, method), seed in product(workloads, methods, seeds):
+    for workload, (label, method, sizes), seed in product(workloads, methods, seeds):
+        # A method entry with `sizes` (e.g. a rank that grows with the model) pairs only with those.
+        if sizes is not None and workload["size"] not in sizes:
+            continue
         values = {**defaults, **workload, **method, "seed": seed}
         for key, value in (overrides or {}).items():
             values[key] = {**values.get("data", {}), **value} if key == "data" else value

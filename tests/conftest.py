@@ -3,6 +3,7 @@
 import textwrap
 
 import pytest
+import torch
 
 from suites.spec import RunSpec
 
@@ -24,3 +25,12 @@ def write_suite(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models train faster on one thread than fighting other processes for the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -43,3 +43,16 @@ def test_a_torn_last_line_does_not_break_the_report(tmp_path):
     with open(results, "a") as f:
         f.write('{"run_id": "b", "lab')
     assert "| llama-tiny | full" in render_report(results, tmp_path / "out").read_text()
+
+
+def test_glue_tasks_get_their_own_rows_and_scores(tmp_path):
+    results = tmp_path / "glue.jsonl"
+    for run_id, task, score in (("a", "cola", 0.5), ("b", "rte", 0.75)):
+        entry = record(run_id, "full")
+        entry["spec"] = {**entry["spec"], "workload": "roberta_glue", "data": {"task": task}}
+        entry["metrics"]["score"] = score
+        append_record(results, entry)
+    text = render_report(results, tmp_path / "out").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| roberta_glue-tiny")]
+    assert [row.split("|")[1].strip() for row in rows] == ["roberta_glue-tiny cola", "roberta_glue-tiny rte"]
+    assert "task score" in text and "0.75" in rows[1]

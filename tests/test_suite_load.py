@@ -77,3 +77,18 @@ def test_missing_methods_table_is_refused(write_suite):
 def test_bad_override_is_refused():
     with pytest.raises(SuiteError, match="--set steps = 'x' must be an integer"):
         parse_overrides(["steps=x"])
+
+
+def test_method_sizes_pair_only_with_those_sizes(write_suite):
+    text = GRID.replace('size = "tiny"', 'size = "tiny"\n    [[workloads]]\n    name = "llama"\n    size = "small"')
+    text = text.replace('label = "lora_r4"', 'label = "lora_r4"\n    sizes = ["small"]')
+    suite = load_suite(write_suite(text))
+    assert [(r.label, r.spec.size) for r in suite.runs if r.spec.seed == 0] == [
+        ("full", "tiny"), ("full", "small"), ("lora_r4", "small")
+    ]
+
+
+def test_method_sizes_must_name_a_workload_size_of_the_suite(write_suite):
+    text = GRID.replace('label = "lora_r4"', 'label = "lora_r4"\n    sizes = ["60m"]')
+    with pytest.raises(SuiteError, match=r"methods\[1\].sizes: '60m' is no workload size here; accepted: tiny"):
+        load_suite(write_suite(text))

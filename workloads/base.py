@@ -12,6 +12,9 @@ Batch = dict[str, torch.Tensor]
 class Workload(Protocol):
     target_modules: tuple[str, ...]
     """Name suffixes of the attention and MLP Linear layers that low-rank methods adapt."""
+    head_modules: tuple[str, ...]
+    """Names of modules a fine-tuning task adds (a classifier head): trained by every method,
+    LoRA included when it freezes the rest; empty for pre-training."""
 
     def build_model(self, spec: RunSpec) -> torch.nn.Module:
         """The model, on CPU in float32 (the loop moves and casts it)."""

@@ -1,0 +1,152 @@
+"""RoBERTa fine-tuned on a GLUE task, as in the GaLore paper's Table 4, or on an offline stand-in.
+
+data.task names one of the eight GLUE tasks (cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte), read
+from the Hub or from data.path, or a synthetic task (workloads/synthetic_glue.py) that needs no
+files. Size "base" loads `roberta-base` (or data.model, a local checkpoint directory) with a new
+classification head; other sizes in suites/models.toml are randomly initialised.
+"""
+
+from functools import cache
+from typing import Iterator
+
+import torch
+from torch.nn.utils.rnn import pad_sequence
+from transformers import AutoConfig, AutoModelForSequenceClassification, RobertaConfig, RobertaForSequenceClassification
+
+from suites.models import model_config
+from workloads import glue_tasks, synthetic_glue, text_corpus
+from workloads.glue_metrics import glue_metrics
+
+TASKS = {**glue_tasks.GLUE_TASKS, **synthetic_glue.SYNTHETIC_TASKS}
+MIN_SYNTHETIC_LENGTH = 16  # room for five regression markers among the filler
+TOKENIZER_HINT = (
+    "point at a local tokenizer directory instead: data.tokenizer = DIR (a roberta-base checkpoint holds one)"
+)
+
+
+@cache
+def _tokenized_split(
+    task_name: str, split: str, path: str | None, tokenizer_name: str, model_vocab_size: int, max_length: int
+):
+    task = TASKS[task_name]
+    tokenizer = text_corpus.load_tokenizer(tokenizer_name, model_vocab_size, TOKENIZER_HINT)
+    rows = glue_tasks.load_split(task, split, path)
+    texts = [list(rows[column]) for column in task.text_columns]
+    encoded = tokenizer(*texts, truncation=True, max_length=max_length)
+    examples = [{"input_ids": ids, "label": label} for ids, label in zip(encoded["input_ids"], rows["label"])]
+    return examples, tokenizer.pad_token_id
+
+
+class RobertaGlue:
+    # As the GaLore repo's run_glue.py: its names match by substring there and by suffix in
+    # peft and our methods; either way "output.dense" takes both the attention output projection
+    # (attention.output.dense) and the MLP's output (output.dense): all six Linears of a layer.
+    target_modules = ("query", "key", "value", "intermediate.dense", "output.dense")
+    head_modules = ("classifier",)
+
+    def task(self, spec) -> glue_tasks.GlueTask:
+        name = spec.data.get("task")
+        if name not in TASKS:
+            raise ValueError(f"data.task {name!r} is not known; accepted: {', '.join(TASKS)}")
+        return TASKS[name]
+
+    def _pretrained_name(self, spec) -> str | None:
+        """The checkpoint of a pretrained size (data.model overrides the hub name), else None."""
+        values = model_config("roberta_glue", spec.size)
+        return spec.data.get("model", values["pretrained"]) if "pretrained" in values else None
+
+    def _model_vocab_size(self, spec) -> int:
+        name = self._pretrained_name(spec)
+        if name is None:
+            return model_config("roberta_glue", spec.size)["vocab_size"]
+        return AutoConfig.from_pretrained(name).vocab_size
+
+    def build_model(self, spec) -> torch.nn.Module:
+        task = self.task(spec)
+        head = {
+            "num_labels": task.num_labels,
+            "problem_type": "regression" if task.num_labels == 1 else "single_label_classification",
+        }
+        name = self._pretrained_name(spec)
+        if name is None:
+            values = model_config("roberta_glue", spec.size)
+            # Position ids start after the padding id (RoBERTa's offset of 2).
+            config = RobertaConfig(**values, max_position_embeddings=spec.seq_len + 2, type_vocab_size=1, **head)
+            return RobertaForSequenceClassification(config)
+        try:
+            return AutoModelForSequenceClassification.from_pretrained(name, dtype=torch.float32, **head)
+        except OSError as error:
+            first_line = str(error).splitlines()[0]
+            raise RuntimeError(
+                f"data.model {name!r} could not be loaded ({first_line}); "
+                "point at a local checkpoint directory instead: data.model = DIR"
+            ) from None
+
+    def _examples(self, spec, split: str) -> tuple[list[dict], int]:
+        """(examples, padding id) of the train or validation split."""
+        task = self.task(spec)
+        if task.name in synthetic_glue.SYNTHETIC_TASKS:
+            if spec.seq_len < MIN_SYNTHETIC_LENGTH:
+                raise ValueError(
+                    f"seq_len {spec.seq_len} is too short for {task.name}; use at least {MIN_SYNTHETIC_LENGTH}"
+                )
+            return synthetic_glue.make_split(task, split, spec.seq_len), synthetic_glue.PAD_ID
+        split = task.validation_split if split == "validation" else split
+        tokenizer_name = spec.data.get("tokenizer") or self._pretrained_name(spec)
+        if tokenizer_name is None:
+            raise ValueError(
+                f"data.task {task.name!r} on randomly initialised size {spec.size!r} "
+                "needs data.tokenizer (a tokenizer directory)"
+            )
+        return _tokenized_split(
+            task.name, split, spec.data.get("path"), tokenizer_name, self._model_vocab_size(spec), spec.seq_len
+        )
+
+    def _collate(self, examples: list[dict], pad_id: int, regression: bool) -> dict:
+        rows = [torch.tensor(e["input_ids"]) for e in examples]
+        input_ids = pad_sequence(rows, batch_first=True, padding_value=pad_id)
+        attention_mask = pad_sequence([torch.ones_like(row) for row in rows], batch_first=True)
+        labels = torch.tensor([e["label"] for e in examples], dtype=torch.float32 if regression else torch.long)
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+    def train_batches(self, spec) -> Iterator[dict]:
+        """Epoch after epoch over the training split, reshuffled each epoch from spec.seed."""
+        examples, pad_id = self._examples(spec, "train")
+        regression = self.task(spec).num_labels == 1
+        generator = torch.Generator().manual_seed(spec.seed)
+        while True:
+            order = torch.randperm(len(examples), generator=generator).tolist()
+            for start in range(0, len(order) - spec.batch_size + 1, spec.batch_size):
+                yield self._collate([examples[i] for i in order[start : start + spec.batch_size]], pad_id, regression)
+
+    def loss(self, model, batch) -> torch.Tensor:
+        # Cross-entropy for classes, mean squared error for STS-B: from the config's problem_type.
+        return model(**batch).loss
+
+    def count_tokens(self, batch) -> int:
+        return int(batch["attention_mask"].sum())
+
+    @torch.no_grad()
+    def evaluate(self, model, spec) -> dict:
+        """The task's GLUE metrics over the whole validation split (eval_batches 0 skips it)."""
+        if spec.eval_batches == 0:
+            return {}
+        task = self.task(spec)
+        examples, pad_id = self._examples(spec, "validation")
+        regression = task.num_labels == 1
+        device = next(model.parameters()).device
+        model.eval()
+        predictions, labels, total_loss = [], [], 0.0
+        for start in range(0, len(examples), spec.batch_size):
+            batch = self._collate(examples[start : start + spec.batch_size], pad_id, regression)
+            output = model(**{k: v.to(device) for k, v in batch.items()})
+            total_loss += float(output.loss) * len(batch["labels"])
+            logits = output.logits.float().cpu()
+            predictions.append(logits.squeeze(-1) if regression else logits.argmax(-1))
+            labels.append(batch["labels"])
+        model.train()
+        metrics = glue_metrics(task.metric, torch.cat(predictions).numpy(), torch.cat(labels).numpy())
+        return {"eval_loss": total_loss / len(examples), **metrics}
+
+    def loss_floor(self, spec) -> float | None:
+        return None

@@ -1,0 +1,140 @@
+"""Real text for pre-training: C4 streamed from the Hub, or local text/JSONL files, tokenized.
+
+As in the GaLore reference (which follows ReLoRA): `allenai/c4` "en" streamed, shuffled with seed
+42, split across data-parallel ranks, each document truncated or padded to the sequence length
+with padding labelled -100, no packing. Packing (documents concatenated and cut into full
+sequences) is an option.
+"""
+
+import glob
+import os
+from typing import Iterator
+
+import datasets
+import torch
+from datasets.distributed import split_dataset_by_node
+from transformers import AutoTokenizer
+
+C4_HUB_NAME = "allenai/c4"
+DEFAULT_TOKENIZER = "t5-base"
+SHUFFLE_SEED = 42  # the reference's; a run's seed is added so seed 0 reads C4 in its order
+SHUFFLE_BUFFER_DOCUMENTS = 10_000
+LOCAL_PATTERNS = {"json": ("*.jsonl", "*.json", "*.jsonl.gz", "*.json.gz"), "text": ("*.txt",)}
+LOCAL_HINT = (
+    "point at local files instead: data.corpus = 'local', data.path = a directory of .txt or .jsonl(.gz) files "
+    "with a 'text' field (validation files have 'validation' in their name, as C4's do), "
+    "data.tokenizer = a local tokenizer directory"
+)
+
+
+def data_parallel_rank() -> tuple[int, int]:
+    """(rank, world size) of this process; (0, 1) outside torch.distributed."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def load_tokenizer(name_or_path: str | None, model_vocab_size: int, hint: str = LOCAL_HINT):
+    """The tokenizer (t5-base unless named), checked to emit only ids the model has rows for.
+
+    `hint` ends the error line when it cannot be loaded: how to point at local files instead.
+    """
+    name_or_path = name_or_path or DEFAULT_TOKENIZER
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    except OSError as error:
+        first_line = str(error).splitlines()[0]
+        raise RuntimeError(f"data.tokenizer {name_or_path!r} could not be loaded ({first_line}); {hint}") from None
+    # Special tokens such as t5-base's 100 <extra_id_N> sentinels sit above its 32000 ordinary
+    # ids and never come out of plain text, so only ordinary tokens must fit the model.
+    special = set(tokenizer.all_special_tokens)
+    highest_text_id = max(i for token, i in tokenizer.get_vocab().items() if token not in special)
+    if highest_text_id >= model_vocab_size:
+        raise ValueError(
+            f"data.tokenizer {name_or_path!r} emits token ids up to {highest_text_id}, "
+            f"but the model's vocab_size is {model_vocab_size}; pick a tokenizer with at most {model_vocab_size} tokens"
+        )
+    if tokenizer.pad_token is None:
+        # Padding positions are masked out of attention and labels, so any id will do.
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _local_files(path: str, split: str) -> tuple[str, list[str]]:
+    """(datasets builder, files) of one split in a local directory."""
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"data.path {path!r} is not a directory; {LOCAL_HINT}")
+    for builder, patterns in LOCAL_PATTERNS.items():
+        files = sorted(f for pattern in patterns for f in glob.glob(os.path.join(path, "**", pattern), recursive=True))
+        if files:
+            is_validation = [("validation" in os.path.basename(f)) for f in files]
+            chosen = [f for f, held_out in zip(files, is_validation) if held_out == (split == "validation")]
+            if not chosen:
+                raise FileNotFoundError(f"data.path {path!r} has no {split} files ({LOCAL_HINT})")
+            return builder, chosen
+    raise FileNotFoundError(f"data.path {path!r} holds no .txt or .jsonl(.gz) files; {LOCAL_HINT}")
+
+
+def load_documents(data: dict, split: str) -> datasets.IterableDataset:
+    """The split as a stream of {"text": ...} documents, from the Hub or from data.path."""
+    corpus = data["corpus"]
+    if corpus == "c4":
+        try:
+            return datasets.load_dataset(C4_HUB_NAME, "en", split=split, streaming=True)
+        except OSError as error:  # ConnectionError and the Hub's own errors are OSErrors
+            raise RuntimeError(
+                f"data.corpus 'c4': could not stream {C4_HUB_NAME} from the Hub ({error}); {LOCAL_HINT}"
+            ) from None
+    if "path" not in data:
+        raise ValueError(f"data.corpus 'local' needs data.path; {LOCAL_HINT}")
+    builder, files = _local_files(data["path"], split)
+    return datasets.load_dataset(builder, data_files={split: files}, split=split, streaming=True)
+
+
+def training_documents(data: dict, seed: int) -> datasets.IterableDataset:
+    """This rank's share of the shuffled training documents."""
+    documents = load_documents(data, "train").shuffle(seed=SHUFFLE_SEED + seed, buffer_size=SHUFFLE_BUFFER_DOCUMENTS)
+    rank, world_size = data_parallel_rank()
+    return split_dataset_by_node(documents, rank=rank, world_size=world_size)
+
+
+def _texts(documents) -> Iterator[str]:
+    for document in documents:
+        if document["text"].strip():
+            yield document["text"]
+
+
+def padded_batches(documents, tokenizer, batch_size: int, seq_len: int) -> Iterator[dict]:
+    """One document per row, truncated or padded to seq_len; padding is masked and labelled -100.
+
+    A last, incomplete batch is yielded too, so a finite split is read to its end.
+    """
+    texts = _texts(documents)
+    while True:
+        chunk = [text for _, text in zip(range(batch_size), texts)]
+        if not chunk:
+            return
+        encoded = tokenizer(chunk, max_length=seq_len, truncation=True, padding="max_length", return_tensors="pt")
+        labels = encoded["input_ids"].masked_fill(encoded["attention_mask"] == 0, -100)
+        yield {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"], "labels": labels}
+
+
+def packed_batches(documents, tokenizer, batch_size: int, seq_len: int) -> Iterator[dict]:
+    """Documents, each ending in the end-of-text token, concatenated and cut into full rows."""
+    buffer: list[int] = []
+    rows_tokens = batch_size * seq_len
+    for text in _texts(documents):
+        ids = tokenizer(text)["input_ids"]
+        # t5-base appends </s> itself; GPT-style tokenizers do not, and documents must stay apart.
+        if not ids or ids[-1] != tokenizer.eos_token_id:
+            ids.append(tokenizer.eos_token_id)
+        buffer.extend(ids)
+        while len(buffer) >= rows_tokens:
+            input_ids = torch.tensor(buffer[:rows_tokens]).view(batch_size, seq_len)
+            del buffer[:rows_tokens]
+            yield {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": input_ids}
+
+
+def tokenized_batches(documents, tokenizer, batch_size: int, seq_len: int, pack: bool) -> Iterator[dict]:
+    make = packed_batches if pack else padded_batches
+    return make(documents, tokenizer, batch_size, seq_len)
