@@ -131,8 +131,11 @@ class _TokensByShape:
 
 
 def _synthetic_batches(spec: RunSpec):
+    # No attention mask: real batches without padding have an all-ones mask, which
+    # transformers drops for the causal kernel, but it cannot see that a fake mask is all
+    # ones and would build a (batch, 1, seq, seq) mask instead.
     token_ids = torch.ones(spec.batch_size, spec.seq_len, dtype=torch.long)
-    return itertools.repeat({"input_ids": token_ids, "attention_mask": torch.ones_like(token_ids), "labels": token_ids})
+    return itertools.repeat({"input_ids": token_ids, "labels": token_ids})
 
 
 def traced_steps(spec: RunSpec, steps: int = 2, as_cuda: bool = True) -> tuple[list[StepMemory], list[str]]:
@@ -167,3 +170,29 @@ def traced_steps(spec: RunSpec, steps: int = 2, as_cuda: bool = True) -> tuple[l
                 if training.after_step:
                     training.after_step(step)
     return tracker.steps, notes
+
+
+GIB = 2**30
+
+
+def format_traced(spec: RunSpec, steps: list[StepMemory], notes: list[str], wall_s: float) -> str:
+    """The peak of the traced steps with its breakdown, and the step end's, in GiB and GB."""
+    highest = max(steps, key=lambda s: s.peak_bytes)
+    options = f" {spec.method_options}" if spec.method_options else ""
+    lines = [
+        f"Traced estimate (fake CPU tensors, no memory allocated): {spec.workload}-{spec.size}, "
+        f"method {spec.method}{options}, batch {spec.batch_size} x seq {spec.seq_len} x accumulation "
+        f"{spec.grad_accum}, {spec.dtype}",
+        f"peak: {highest.peak_bytes / GIB:.2f} GiB ({highest.peak_bytes / 1e9:.2f} GB) in step "
+        f"{steps.index(highest)} of {len(steps)} traced (step 0 creates the optimizer state, step 1 runs with it)",
+        f"{'':<18}{'at peak GiB':>12}{'step end GiB':>14}",
+    ]
+    for category in highest.at_peak_bytes:
+        lines.append(
+            f"{category:<18}{highest.at_peak_bytes[category] / GIB:>12.3f}"
+            f"{steps[-1].at_step_end_bytes[category] / GIB:>14.3f}"
+        )
+    lines.append(f"{'total':<18}{highest.peak_bytes / GIB:>12.3f}{sum(steps[-1].at_step_end_bytes.values()) / GIB:>14.3f}")
+    lines += ["assumptions and substitutions:"] + [f"  - {note}" for note in notes]
+    lines.append(f"traced in {wall_s:.1f} s wall")
+    return "\n".join(lines)
