@@ -77,6 +77,9 @@ def bitsandbytes_shapes(mode: FakeTensorMode, notes: list[str]):
     }
 
     def real_quantization_map(*args, **kwargs):
+        note = "bitsandbytes quantization maps built on real tensors, then faked (same shape and dtype)"
+        if note not in notes:
+            notes.append(note)
         with unset_fake_temporarily():
             real_map = originals["create_dynamic_map"](*args, **kwargs)
         return mode.from_tensor(real_map)
