@@ -25,6 +25,7 @@ Categories are decided when a snapshot is read, from what each storage turned ou
                                       before tracking and are none of the above
 """
 
+import itertools
 import weakref
 from dataclasses import dataclass, field
 
@@ -85,8 +86,9 @@ class MemoryTracker(TorchDispatchMode):
         self.optimizer = optimizer
         self.granularity_bytes = allocation_granularity_bytes
         self.steps: list[StepMemory] = []
-        self._key_of = WeakIdKeyDictionary()  # storage -> key; keys are never reused
-        self._references: dict[int, weakref.ref] = {}
+        self._key_of = WeakIdKeyDictionary()  # storage -> key
+        self._new_keys = itertools.count(1)  # never reused: categories outlive storages
+        self._references: dict[int, weakref.ref] = {}  # the live storages' weak references
         self._live_bytes: dict[int, int] = {}
         self._total_bytes = 0
         self._created_in_pass: set[int] = set()
@@ -108,7 +110,7 @@ class MemoryTracker(TorchDispatchMode):
         storage = tensor.untyped_storage()
         key = self._key_of.get(storage)
         if key is None:
-            key = len(self._references) + 1
+            key = next(self._new_keys)
             self._key_of[storage] = key
             self._references[key] = weakref.ref(storage, lambda _, key=key: self._freed(key))
             self._live_bytes[key] = 0
@@ -133,6 +135,7 @@ class MemoryTracker(TorchDispatchMode):
             self._peak.live_bytes = dict(self._live_bytes)
             self._peak_pending = False
         self._total_bytes -= self._live_bytes.pop(key)
+        del self._references[key]
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         outputs = func(*args, **(kwargs or {}))
@@ -202,11 +205,10 @@ class MemoryTracker(TorchDispatchMode):
         return _TrackedStep(self)
 
     def _begin(self):
-        self._peak = _Snapshot()
-        self._peak_pending = False
         self._note_model()
         self._note_optimizer_state(self.optimizer)
         self._peak = _Snapshot(dict(self._live_bytes), self._total_bytes)
+        self._peak_pending = False
         self._hooks = [
             register_optimizer_step_pre_hook(self._before_optimizer_step),
             register_optimizer_step_post_hook(self._after_optimizer_step),
