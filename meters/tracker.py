@@ -27,6 +27,7 @@ Categories are decided when a snapshot is read, from what each storage turned ou
 
 import itertools
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -43,7 +44,7 @@ CUDA_ALLOCATION_GRANULARITY_BYTES = 512
 
 
 def tensors_within(value, seen=None):
-    """Every tensor reachable from an optimizer-state value: dicts, sequences, and the
+    """Every tensor reachable from an optimizer-state value: mappings, sequences, and the
     attributes of plain objects (galore-torch keeps its projector matrix on an object)."""
     seen = set() if seen is None else seen
     if id(value) in seen or isinstance(value, (str, bytes, int, float, bool, type(None), torch.nn.Module)):
@@ -51,7 +52,7 @@ def tensors_within(value, seen=None):
     seen.add(id(value))
     if isinstance(value, torch.Tensor):
         yield value
-    elif isinstance(value, dict):
+    elif isinstance(value, Mapping):
         for item in value.values():
             yield from tensors_within(item, seen)
     elif isinstance(value, (list, tuple, set)):
@@ -160,7 +161,7 @@ class MemoryTracker(TorchDispatchMode):
             self._key(buffer, existed_before=True)
 
     def _note_optimizer_state(self, optimizer):
-        for tensor in tensors_within(dict(optimizer.state)):
+        for tensor in tensors_within(optimizer.state):
             self._optimizer_state.add(self._key(tensor, existed_before=True))
 
     def _before_optimizer_step(self, optimizer, args, kwargs):
