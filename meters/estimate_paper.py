@@ -4,7 +4,7 @@ in BF16, gradients and activations left out, for LLaMA 60M..1B.
 The paper gives no formula (GaLore issue #67), so each cell is compared with every
 convention below and the ones that reproduce it (to the paper's two decimals) are named.
 Our own figure uses the primary convention of each method: the first one listed, with
-G = 10^9 bytes and the rank of the repo's scripts.
+G = 10^9 bytes and Table 2's rank.
 """
 
 import math
@@ -133,12 +133,16 @@ def paper_cell(method: str, size: str) -> Cell:
     for (convention, count), (unit, gigabyte), rank in product(CONVENTIONS[method], GIGABYTE_UNITS.items(), ranks):
         weights, states = (BF16_BYTES * n / gigabyte for n in count(parameter_counts(size, rank)))
         name = f"{convention} [{unit}" + (f", r={rank}]" if method != "full" else "]")
-        for rounding, cut in TO_TWO_DECIMALS.items():
-            if cut(weights) == paper_weights and cut(states) == paper_states:
-                reproduced_by.append(name.replace("]", f", {rounding}]"))
+        roundings = [
+            rounding
+            for rounding, cut in TO_TWO_DECIMALS.items()
+            if cut(weights) == paper_weights and cut(states) == paper_states
+        ]
+        if roundings:
+            reproduced_by.append(name.replace("]", f", {' or '.join(roundings)}]"))
         error = abs(weights - paper_weights) + abs(states - paper_states)
         candidates.append((error, f"{name} gives {weights:.3f}/{states:.3f}"))
-    primary_count = CONVENTIONS[method][0][1](parameter_counts(size, SCRIPT_RANKS[size]))
+    primary_count = CONVENTIONS[method][0][1](parameter_counts(size, TABLE_RANKS[size]))
     ours_weights, ours_states = (BF16_BYTES * n / GIGABYTE_UNITS["G=1e9"] for n in primary_count)
     return Cell(
         method,
@@ -160,8 +164,8 @@ def paper_table() -> list[Cell]:
 def format_paper_table(cells: list[Cell]) -> str:
     header = (
         "Paper memory estimate (GaLore Tables 2 and 6): weights + optimizer states, BF16, no gradients or "
-        "activations.\nOurs: each method's first convention, G = 10^9 bytes, the scripts' rank "
-        f"({', '.join(f'{s} r={r}' for s, r in SCRIPT_RANKS.items())}).\n"
+        "activations.\nOurs: each method's first convention, G = 10^9 bytes, Table 2's rank "
+        f"({', '.join(f'{s} r={r}' for s, r in TABLE_RANKS.items())}; the scripts use r=1024 at 1b, also tried).\n"
     )
     lines = [
         f"{'method':<9}{'size':<6}{'ours W/S (G)':>15}{'paper W/S (G)':>15}{'ours tot':>10}{'paper tot':>10}"
