@@ -61,8 +61,8 @@ def train(spec: RunSpec, progress: bool = True) -> dict:
     model.train()
     # Draw the first batch before the loop so lazy data set-up (the corpus) is not part of
     # step 0's time or memory.
-    first_batch = workload.train_batches(spec)
-    batches = itertools.chain([next(first_batch)], first_batch)
+    stream = workload.train_batches(spec)
+    batches = itertools.chain([next(stream)], stream)
     clock = timing.StepClock(device, spec.timing_warmup_steps)
     granularity_bytes = CUDA_ALLOCATION_GRANULARITY_BYTES if device.type == "cuda" else 1
     tracker = MemoryTracker(model, training.optimizer, granularity_bytes)

@@ -153,14 +153,7 @@ def traced_steps(spec: RunSpec, steps: int = 2, as_cuda: bool = True) -> tuple[l
         if as_cuda:
             stack.callback(register_optimizer_step_pre_hook(_fused_adam_as_on_cuda).remove)
         torch.manual_seed(spec.seed)
-        # Built in the run's dtype rather than cast afterwards: fake parameters cannot be
-        # cast in place. Buffers keep their own dtypes (rotary frequencies stay float32).
-        default_dtype = torch.get_default_dtype()
-        torch.set_default_dtype(DTYPES[spec.dtype])
-        try:
-            model = workload.build_model(spec)
-        finally:
-            torch.set_default_dtype(default_dtype)
+        model = workload.build_model(spec).to(dtype=DTYPES[spec.dtype])
         training = METHODS[spec.method].prepare(model, spec)
         training.model.train()
         granularity_bytes = CUDA_ALLOCATION_GRANULARITY_BYTES if as_cuda else 1
