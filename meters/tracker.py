@@ -28,6 +28,7 @@ Categories are decided when a snapshot is read, from what each storage turned ou
 import itertools
 import weakref
 from collections.abc import Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -78,8 +79,8 @@ class _Snapshot:
 
 
 class MemoryTracker(TorchDispatchMode):
-    """Use around one training step at a time: `with tracker.step(): ...`; `steps` collects
-    one StepMemory per step. Create it after the method has prepared the model."""
+    """Watches the training steps run inside `with tracker.step():`; `steps` collects one
+    StepMemory per step. Create it after the method has prepared the model."""
 
     def __init__(self, model: torch.nn.Module, optimizer, allocation_granularity_bytes: int = 1):
         super().__init__()
@@ -202,10 +203,18 @@ class MemoryTracker(TorchDispatchMode):
 
     # -- one step -------------------------------------------------------------------------
 
+    @contextmanager
     def step(self):
-        return _TrackedStep(self)
+        """Track one training step: `with tracker.step(): ...` appends its StepMemory."""
+        self._begin()
+        try:
+            with self:
+                yield self
+        finally:
+            self._end()
 
     def _begin(self):
+        self._optimizer_depth = self._forward_depth = 0
         self._note_model()
         self._note_optimizer_state(self.optimizer)
         self._peak = _Snapshot(dict(self._live_bytes), self._total_bytes)
@@ -237,7 +246,9 @@ class MemoryTracker(TorchDispatchMode):
         """Record fields: the highest peak of the tracked steps with its breakdown, and the
         breakdown at the end of the last tracked step (the steady state)."""
         if not self.steps:
-            return {"tracker_peak_bytes": None, "tracker_at_peak_bytes": None, "tracker_at_step_end_bytes": None}
+            return dict.fromkeys(
+                ("tracker_peak_bytes", "tracker_peak_step", "tracker_at_peak_bytes", "tracker_at_step_end_bytes")
+            )
         highest = max(self.steps, key=lambda s: s.peak_bytes)
         return {
             "tracker_peak_bytes": highest.peak_bytes,
@@ -245,17 +256,3 @@ class MemoryTracker(TorchDispatchMode):
             "tracker_at_peak_bytes": highest.at_peak_bytes,
             "tracker_at_step_end_bytes": self.steps[-1].at_step_end_bytes,
         }
-
-
-class _TrackedStep:
-    def __init__(self, tracker: MemoryTracker):
-        self.tracker = tracker
-
-    def __enter__(self):
-        self.tracker._begin()
-        self.tracker.__enter__()
-        return self.tracker
-
-    def __exit__(self, *exc):
-        self.tracker.__exit__(*exc)
-        self.tracker._end()

@@ -130,3 +130,10 @@ def test_tensors_made_inside_gradient_hooks_are_counted():
     assert end["gradients"] == 0
     # Full gradients never coexist: the peak holds far less than all of them.
     assert tracker.steps[-1].at_peak_bytes["gradients"] < FLOAT32_BYTES * sum(sizes) / 2
+
+
+def test_only_the_timing_warm_up_steps_are_tracked():
+    tracked = train(tiny_spec(steps=3, timing_warmup_steps=2, eval_batches=0), progress=False)["memory"]
+    untracked = train(tiny_spec(steps=3, timing_warmup_steps=0, eval_batches=0), progress=False)["memory"]
+    assert tracked["tracker_peak_step"] in (0, 1) and tracked["tracker_peak_bytes"] > 0
+    assert untracked["tracker_peak_bytes"] is None and untracked["tracker_at_peak_bytes"] is None
