@@ -4,6 +4,9 @@
     python harness.py report results/smoke.jsonl
     python harness.py list
     python harness.py env
+    python harness.py estimate --paper-table
+    python harness.py estimate --workload llama --size 7b --method galore8bit_layerwise --batch 1 --seq 2048 --dtype bf16
+    python harness.py estimate --paper-7b
 """
 
 import argparse
@@ -72,6 +75,58 @@ def command_env(args) -> int:
     return 0
 
 
+ESTIMATE_DTYPES = {"bf16": "bfloat16", "fp32": "float32"}
+
+
+def command_estimate(args) -> int:
+    if args.paper_table:
+        from meters.estimate_paper import format_paper_table, paper_table
+
+        print(format_paper_table(paper_table()))
+        return 0
+    if args.paper_7b:
+        from meters.estimate_paper_7b import paper_7b_report
+
+        print(paper_7b_report())
+        return 0
+    import time
+
+    from meters.estimate_traced import format_traced, traced_steps
+    from methods import METHODS
+    from suites.models import model_config
+    from suites.spec import RunSpec
+
+    if args.method not in METHODS:
+        raise ValueError(f"--method {args.method!r} is not registered; accepted: {', '.join(METHODS)}")
+    model_config(args.workload, args.size)
+    options = {}
+    for assignment in args.option:
+        options.update(_option(assignment))
+    METHODS[args.method].parse_options(options)
+    spec = RunSpec(
+        workload=args.workload, size=args.size, method=args.method, method_options=options,
+        batch_size=args.batch, seq_len=args.seq, grad_accum=args.grad_accum, dtype=ESTIMATE_DTYPES[args.dtype],
+        device="cpu", steps=args.steps,
+    )
+    started = time.perf_counter()
+    steps, notes = traced_steps(spec, steps=args.steps)
+    print(format_traced(spec, steps, notes, time.perf_counter() - started))
+    return 0
+
+
+def _option(assignment: str) -> dict:
+    """One method option KEY=VALUE, the value in TOML syntax (bare words are strings)."""
+    import tomllib
+
+    key, separator, text = assignment.partition("=")
+    if not separator:
+        raise ValueError(f"--option {assignment!r}: expected key=value")
+    try:
+        return {key: tomllib.loads(f"value = {text}")["value"]}
+    except tomllib.TOMLDecodeError:
+        return {key: text}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -96,6 +151,25 @@ def build_parser() -> argparse.ArgumentParser:
     env = commands.add_parser("env", help="print the environment record runs carry")
     env.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     env.set_defaults(handler=command_env)
+
+    estimate = commands.add_parser(
+        "estimate", help="memory estimates: the paper's analytic table, traced steps at any size, the paper's 7B figures"
+    )
+    which = estimate.add_mutually_exclusive_group()
+    which.add_argument("--paper-table", action="store_true", help="GaLore Tables 2 and 6 beside our analytic figures")
+    which.add_argument("--paper-7b", action="store_true", help="the paper's 7B introduction figures beside ours")
+    estimate.add_argument("--workload", default="llama", help="registered workload (default llama)")
+    estimate.add_argument("--size", default="7b", help="model size in suites/models.toml (default 7b)")
+    estimate.add_argument("--method", default="full", help="registered method (default full)")
+    estimate.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                          help="a method option, e.g. rank=1024")
+    estimate.add_argument("--batch", type=int, default=1, help="sequences per micro-batch (default 1)")
+    estimate.add_argument("--seq", type=int, default=2048, help="tokens per sequence (default 2048)")
+    estimate.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step (default 1)")
+    estimate.add_argument("--dtype", choices=sorted(ESTIMATE_DTYPES), default="bf16", help="parameter dtype")
+    estimate.add_argument("--steps", type=int, default=2,
+                          help="steps traced (default 2: the first creates the optimizer state)")
+    estimate.set_defaults(handler=command_estimate)
     return parser
 
 

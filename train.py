@@ -4,12 +4,15 @@ The loop knows the method only through the Training it gets back from prepare();
 here asks which method or workload it runs.
 """
 
+import itertools
 import math
+from contextlib import nullcontext
 
 import torch
 from tqdm import tqdm
 
 from meters import memory, timing
+from meters.tracker import CUDA_ALLOCATION_GRANULARITY_BYTES, MemoryTracker
 from methods import METHODS
 from suites.spec import RunSpec
 from workloads import WORKLOADS
@@ -56,18 +59,28 @@ def train(spec: RunSpec, progress: bool = True) -> dict:
     training = METHODS[spec.method].prepare(model, spec)
     model = training.model
     model.train()
-    batches = workload.train_batches(spec)
+    # Draw the first batch before the loop so lazy data set-up (the corpus) is not part of
+    # step 0's time or memory.
+    stream = workload.train_batches(spec)
+    batches = itertools.chain([next(stream)], stream)
     clock = timing.StepClock(device, spec.timing_warmup_steps)
+    granularity_bytes = CUDA_ALLOCATION_GRANULARITY_BYTES if device.type == "cuda" else 1
+    tracker = MemoryTracker(model, training.optimizer, granularity_bytes)
     memory.reset_peaks(device)
     losses = []
 
     bar = tqdm(range(spec.steps), desc=f"{spec.method} {spec.workload}-{spec.size}", disable=not progress)
     for step in bar:
+        # The tracker's dispatch mode slows every op, so it watches only the timing warm-up
+        # steps, which the step-time figures leave out; with no warm-up steps there is no
+        # breakdown in the record.
+        watched = tracker.step() if step < spec.timing_warmup_steps else nullcontext()
         clock.start()
-        step_loss, step_tokens = optimizer_step(spec, workload, training, batches, device)
-        training.scheduler.step()
-        if training.after_step:
-            training.after_step(step)
+        with watched:
+            step_loss, step_tokens = optimizer_step(spec, workload, training, batches, device)
+            training.scheduler.step()
+            if training.after_step:
+                training.after_step(step)
         clock.stop(step_tokens)
 
         losses.append(step_loss.item())
@@ -85,4 +98,7 @@ def train(spec: RunSpec, progress: bool = True) -> dict:
     if floor is not None:
         metrics["loss_floor"] = floor
         metrics["final_loss_above_floor"] = metrics["final_loss"] - floor
-    return {"metrics": metrics, "memory": {**memory.peak_memory(device), **memory.state_bytes(training)}}
+    return {
+        "metrics": metrics,
+        "memory": {**memory.peak_memory(device), **tracker.summary(), **memory.state_bytes(training)},
+    }

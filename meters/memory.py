@@ -5,6 +5,7 @@ import resource
 import torch
 
 from meters import nvml
+from meters.tracker import tensors_within
 
 
 def reset_peaks(device: torch.device):
@@ -36,7 +37,7 @@ def tensor_bytes(tensors) -> int:
 def state_bytes(training) -> dict:
     """Bytes of weights and optimizer state at the end of training, counted tensor by tensor."""
     parameters = list(training.model.parameters())
-    optimizer_tensors = [v for state in training.optimizer.state.values() for v in state.values()]
+    optimizer_tensors = tensors_within(training.optimizer.state)
     return {
         "trainable_weight_bytes": tensor_bytes(p for p in parameters if p.requires_grad),
         "frozen_weight_bytes": tensor_bytes(p for p in parameters if not p.requires_grad),

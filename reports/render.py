@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from reports import plots
+from reports.memory_plot import memory_breakdown
 from reports.table import runs_frame, summary_table
 from results.records import latest_by_run, read_records
 
@@ -32,6 +33,16 @@ def render_report(results_path: Path, out_dir: Path | None = None) -> Path:
     ]
     if plots.loss_curves(latest, out_dir / "loss.png"):
         lines += ["## Training loss", "", "![training loss per step](loss.png)", ""]
+    if memory_breakdown(latest, out_dir / "memory.png"):
+        lines += [
+            "## Memory at the peak",
+            "",
+            "![tracked memory at the peak, by category](memory.png)",
+            "",
+            "Live tensor bytes at each run's peak step (the tracker watches the timing warm-up steps), "
+            "by what each tensor is.",
+            "",
+        ]
     failed = runs[runs.status != "ok"]
     if len(failed):
         lines += ["## Runs that did not finish ok", ""]

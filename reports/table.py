@@ -30,6 +30,7 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
                     memory, ("trainable_weight_bytes", "frozen_weight_bytes", "optimizer_state_bytes")
                 ),
                 "optimizer_state_bytes": memory.get("optimizer_state_bytes"),
+                "tracker_peak_bytes": memory.get("tracker_peak_bytes"),
                 "cuda_max_allocated_bytes": memory.get("cuda_max_allocated_bytes"),
                 "process_peak_rss_bytes": memory.get("process_peak_rss_bytes"),
             }
@@ -66,6 +67,7 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
             "step p50 (ms)": grouped.step_time_p50_s.mean() * 1000,
             "weights + optimizer state (MiB)": grouped.weights_and_state_bytes.mean() / MIB,
             "optimizer state (MiB)": grouped.optimizer_state_bytes.mean() / MIB,
+            "tracked peak (MiB)": grouped.tracker_peak_bytes.mean() / MIB,
             "CUDA max allocated (MiB)": grouped.cuda_max_allocated_bytes.mean() / MIB,
             "process peak RSS (MiB)": grouped.process_peak_rss_bytes.mean() / MIB,
         }

@@ -1,0 +1,194 @@
+"""Traced memory estimate: real training steps of any workload, method and size under
+FakeTensorMode, measured by the memory tracker, allocating no real memory.
+
+The CPU build of torch cannot fake a CUDA device, so the steps run on fake CPU tensors and
+what CUDA would do differently is applied on top (CUDA_ASSUMPTIONS); bitsandbytes parts
+that need real data are replaced by their exact shapes and dtypes (bitsandbytes_shapes).
+"""
+
+import itertools
+import weakref
+from contextlib import ExitStack, contextmanager
+
+import bitsandbytes.functional as bnb_functional
+import torch
+from torch._subclasses.fake_tensor import FakeTensorMode, unset_fake_temporarily
+from torch.optim.optimizer import register_optimizer_step_pre_hook
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from meters.tracker import CUDA_ALLOCATION_GRANULARITY_BYTES, MemoryTracker, StepMemory
+from methods import METHODS
+from suites.spec import RunSpec
+from train import DTYPES, optimizer_step
+from workloads import WORKLOADS
+
+CUDA_ASSUMPTIONS = (
+    "every storage is rounded up to the CUDA caching allocator's 512-byte blocks",
+    "torch Adam/AdamW run fused (one in-place kernel, no temporaries), as our methods build them on CUDA",
+    "attention runs torch's flash kernel on CPU, which saves what CUDA's flash kernel saves (output and "
+    "fp32 logsumexp); CUDA's flash backward also holds an fp32 dq accumulator (batch x seq x heads x "
+    "head_dim) and an fp32 softmax sum (batch x heads x seq) while it runs, added here",
+    "no CUDA context, cuBLAS workspace or allocator fragmentation (compare with max_memory_allocated, "
+    "not reserved or NVML)",
+)
+
+
+def _leave_memos(tensor: torch.Tensor):
+    # A memo is a WeakValueDictionary whose entries' callbacks hold it weakly; peft's tensors
+    # can sit in another fake mode's memo than ours. (A function, so that no local variable
+    # keeps a weak reference alive after it returns.)
+    for reference in weakref.getweakrefs(tensor):
+        memo = reference.__callback__.__defaults__[0]()
+        memo.pop(reference.key, None)
+
+
+@contextmanager
+def fake_cpu():
+    """FakeTensorMode in which modules can still be moved and cast.
+
+    FakeTensorMode keeps a weak memo of the fake tensors it makes, and Module.to() (peft
+    calls it on every adapter) must swap fake parameters, which torch refuses for weakly
+    referenced tensors: the two tensors being swapped leave their memos first.
+    """
+    swap_tensors = torch.utils.swap_tensors
+
+    def swap_tensors_out_of_memos(first, second):
+        _leave_memos(first)
+        _leave_memos(second)
+        swap_tensors(first, second)
+
+    torch.utils.swap_tensors = swap_tensors_out_of_memos
+    try:
+        with FakeTensorMode() as mode:
+            yield mode
+    finally:
+        torch.utils.swap_tensors = swap_tensors
+
+
+@contextmanager
+def bitsandbytes_shapes(mode: FakeTensorMode, notes: list[str]):
+    """bitsandbytes builds its quantization maps with a data-dependent call, and its update
+    kernels need data. The maps are built for real and handed over as fake tensors of the
+    same shape and dtype; the updates are skipped: they change state in place and the CUDA
+    kernels allocate nothing, so memory is unchanged."""
+    originals = {
+        name: getattr(bnb_functional, name)
+        for name in ("create_dynamic_map", "optimizer_update_8bit_blockwise", "optimizer_update_32bit")
+    }
+
+    def real_quantization_map(*args, **kwargs):
+        note = "bitsandbytes quantization maps built on real tensors, then faked (same shape and dtype)"
+        if note not in notes:
+            notes.append(note)
+        with unset_fake_temporarily():
+            real_map = originals["create_dynamic_map"](*args, **kwargs)
+        return mode.from_tensor(real_map)
+
+    def skipped_update(*args, **kwargs):
+        note = "bitsandbytes update kernels skipped under fake tensors (in place; state shapes and dtypes exact)"
+        if note not in notes:
+            notes.append(note)
+
+    bnb_functional.create_dynamic_map = real_quantization_map
+    bnb_functional.optimizer_update_8bit_blockwise = skipped_update
+    bnb_functional.optimizer_update_32bit = skipped_update
+    try:
+        yield
+    finally:
+        for name, function in originals.items():
+            setattr(bnb_functional, name, function)
+
+
+def _fused_adam_as_on_cuda(optimizer, args, kwargs):
+    if type(optimizer) in (torch.optim.Adam, torch.optim.AdamW):
+        for group in optimizer.param_groups:
+            group["foreach"], group["fused"] = False, True
+
+
+class FlashAttentionWorkspace(TorchDispatchMode):
+    """Holds CUDA flash-attention's backward workspace while the CPU kernel's backward runs."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is not torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward.default:
+            return func(*args, **(kwargs or {}))
+        query = args[1]  # (batch, heads, seq, head_dim)
+        batch, heads, seq, head_dim = query.shape
+        dq_accumulator = torch.empty(batch, seq, heads, head_dim, dtype=torch.float32)
+        softmax_sum = torch.empty(batch, heads, seq, dtype=torch.float32)
+        outputs = func(*args, **(kwargs or {}))
+        del dq_accumulator, softmax_sum
+        return outputs
+
+
+class _TokensByShape:
+    """The workload, counting tokens from the batch shape: fake tensors hold no values."""
+
+    def __init__(self, workload):
+        self._workload = workload
+
+    def __getattr__(self, name):
+        return getattr(self._workload, name)
+
+    def count_tokens(self, batch) -> int:
+        return batch["input_ids"].numel()
+
+
+def _synthetic_batches(spec: RunSpec):
+    # No attention mask: real batches without padding have an all-ones mask, which
+    # transformers drops for the causal kernel, but it cannot see that a fake mask is all
+    # ones and would build a (batch, 1, seq, seq) mask instead.
+    token_ids = torch.ones(spec.batch_size, spec.seq_len, dtype=torch.long)
+    return itertools.repeat({"input_ids": token_ids, "labels": token_ids})
+
+
+def traced_steps(spec: RunSpec, steps: int = 2, as_cuda: bool = True) -> tuple[list[StepMemory], list[str]]:
+    """Tracker figures of the first `steps` training steps of `spec` on fake tensors, and the
+    assumptions and substitutions applied. Two steps by default: the second runs with the
+    optimizer state the first one created, the steady state."""
+    notes = list(CUDA_ASSUMPTIONS) if as_cuda else []
+    workload = WORKLOADS[spec.workload]
+    with ExitStack() as stack:
+        mode = stack.enter_context(fake_cpu())
+        stack.enter_context(bitsandbytes_shapes(mode, notes))
+        if as_cuda:
+            stack.callback(register_optimizer_step_pre_hook(_fused_adam_as_on_cuda).remove)
+        torch.manual_seed(spec.seed)
+        model = workload.build_model(spec).to(dtype=DTYPES[spec.dtype])
+        training = METHODS[spec.method].prepare(model, spec)
+        training.model.train()
+        granularity_bytes = CUDA_ALLOCATION_GRANULARITY_BYTES if as_cuda else 1
+        tracker = MemoryTracker(training.model, training.optimizer, granularity_bytes)
+        batches = _synthetic_batches(spec)
+        for step in range(steps):
+            with tracker.step(), (FlashAttentionWorkspace() if as_cuda else ExitStack()):
+                optimizer_step(spec, _TokensByShape(workload), training, batches, torch.device("cpu"))
+                training.scheduler.step()
+                if training.after_step:
+                    training.after_step(step)
+    return tracker.steps, notes
+
+
+GIB = 2**30
+
+
+def format_traced(spec: RunSpec, steps: list[StepMemory], notes: list[str], wall_s: float) -> str:
+    """The peak of the traced steps with its breakdown, and the step end's, in GiB and GB."""
+    highest = max(steps, key=lambda s: s.peak_bytes)
+    options = f" {spec.method_options}" if spec.method_options else ""
+    lines = [
+        f"Traced estimate (fake CPU tensors, no memory allocated): {spec.workload}-{spec.size}, "
+        f"method {spec.method}{options}, batch {spec.batch_size} x seq {spec.seq_len} x accumulation "
+        f"{spec.grad_accum}, {spec.dtype}",
+        f"peak: {highest.peak_bytes / GIB:.2f} GiB ({highest.peak_bytes / 1e9:.2f} GB) in step "
+        f"{steps.index(highest)} of {len(steps)} traced (step 0 creates the optimizer state, step 1 runs with it)",
+        f"{'':<18}{'at peak GiB':>12}{'step end GiB':>14}",
+    ]
+    for category in highest.at_peak_bytes:
+        lines.append(
+            f"{category:<18}{highest.at_peak_bytes[category] / GIB:>12.3f}"
+            f"{steps[-1].at_step_end_bytes[category] / GIB:>14.3f}"
+        )
+    lines.append(f"{'total':<18}{highest.peak_bytes / GIB:>12.3f}{sum(steps[-1].at_step_end_bytes.values()) / GIB:>14.3f}")
+    lines += ["assumptions and substitutions:"] + [f"  - {note}" for note in notes]
+    lines.append(f"traced in {wall_s:.1f} s wall")
+    return "\n".join(lines)

@@ -1,0 +1,258 @@
+"""Exact live-tensor memory of training steps, broken down by what each tensor is.
+
+A TorchDispatchMode sees every tensor an op creates, in the forward, the backward, the
+optimizer step and inside gradient hooks (layer-wise updates), on any device, fake tensors
+included. Memory is counted per storage, not per tensor, so views and shared tensors
+(bitsandbytes' quantization map sits in every parameter's state) count once; a weak
+reference to each storage says when it is freed. The counts are plain byte sums, so the
+same run gives the same bytes every time.
+
+We do not build on torch.distributed._tools.mem_tracker.MemTracker: on torch 2.13 it
+registers gradient hooks on every parameter, which raises on the frozen parameters of a
+peft model.
+
+Categories are decided when a snapshot is read, from what each storage turned out to be:
+  trainable_weights / frozen_weights  parameters, by requires_grad
+  gradients                           a parameter's .grad when an optimizer stepped or the
+                                      step ended
+  optimizer_state                     any tensor reachable from optimizer.state (moments,
+                                      GaLore projectors, 8-bit absmax and quantization maps)
+  activations                         every other tensor created inside a module's forward
+                                      (the loss included) or by the backward: saved
+                                      tensors and their gradients
+  other                               everything else: the batch, optimizer-step and
+                                      clipping temporaries, buffers, tensors that existed
+                                      before tracking and are none of the above
+"""
+
+import itertools
+import weakref
+from collections.abc import Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+from torch.utils.weak import WeakIdKeyDictionary
+
+CATEGORIES = ("trainable_weights", "frozen_weights", "gradients", "optimizer_state", "activations", "other")
+
+# The CUDA caching allocator hands out blocks in multiples of 512 bytes.
+CUDA_ALLOCATION_GRANULARITY_BYTES = 512
+
+
+def tensors_within(value, seen=None):
+    """Every tensor reachable from an optimizer-state value: mappings, sequences, and the
+    attributes of plain objects (galore-torch keeps its projector matrix on an object)."""
+    seen = set() if seen is None else seen
+    if id(value) in seen or isinstance(value, (str, bytes, int, float, bool, type(None), torch.nn.Module)):
+        return
+    seen.add(id(value))
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from tensors_within(item, seen)
+    elif isinstance(value, (list, tuple, set)):
+        for item in value:
+            yield from tensors_within(item, seen)
+    elif hasattr(value, "__dict__"):
+        yield from tensors_within(vars(value), seen)
+
+
+@dataclass
+class StepMemory:
+    """Tracker figures of one tracked step, in bytes."""
+
+    peak_bytes: int
+    at_peak_bytes: dict[str, int]
+    at_step_end_bytes: dict[str, int]
+
+
+@dataclass
+class _Snapshot:
+    live_bytes: dict[int, int] = field(default_factory=dict)
+    total_bytes: int = 0
+
+
+class MemoryTracker(TorchDispatchMode):
+    """Watches the training steps run inside `with tracker.step():`; `steps` collects one
+    StepMemory per step. Create it after the method has prepared the model."""
+
+    def __init__(self, model: torch.nn.Module, optimizer, allocation_granularity_bytes: int = 1):
+        super().__init__()
+        self.model = model
+        self.optimizer = optimizer
+        self.granularity_bytes = allocation_granularity_bytes
+        self.steps: list[StepMemory] = []
+        self._key_of = WeakIdKeyDictionary()  # storage -> key
+        self._new_keys = itertools.count(1)  # never reused: categories outlive storages
+        self._references: dict[int, weakref.ref] = {}  # the live storages' weak references
+        self._live_bytes: dict[int, int] = {}
+        self._total_bytes = 0
+        self._created_in_pass: set[int] = set()
+        self._optimizer_depth = 0
+        self._forward_depth = 0
+        self._trainable: set[int] = set()
+        self._frozen: set[int] = set()
+        self._gradients: set[int] = set()
+        self._optimizer_state: set[int] = set()
+        self._peak = _Snapshot()
+        self._peak_pending = False
+
+    # -- storages ---------------------------------------------------------------------
+
+    def _rounded(self, nbytes: int) -> int:
+        return -(-nbytes // self.granularity_bytes) * self.granularity_bytes
+
+    def _key(self, tensor: torch.Tensor, existed_before: bool = False) -> int:
+        storage = tensor.untyped_storage()
+        key = self._key_of.get(storage)
+        if key is None:
+            key = next(self._new_keys)
+            self._key_of[storage] = key
+            self._references[key] = weakref.ref(storage, lambda _, key=key: self._freed(key))
+            self._live_bytes[key] = 0
+            if not existed_before and not self._optimizer_depth and (
+                self._forward_depth or torch._C._current_graph_task_id() != -1
+            ):
+                self._created_in_pass.add(key)
+        # A known storage can have grown since (resize_ by ops with out= arguments).
+        nbytes = self._rounded(storage.nbytes())
+        if nbytes != self._live_bytes[key]:
+            self._total_bytes += nbytes - self._live_bytes[key]
+            self._live_bytes[key] = nbytes
+            if self._total_bytes > self._peak.total_bytes:
+                self._peak.total_bytes = self._total_bytes
+                self._peak_pending = True
+        return key
+
+    def _freed(self, key: int):
+        # Nothing was freed between the latest peak and now, so the live set still is the
+        # peak's: copy it here rather than on every new peak.
+        if self._peak_pending:
+            self._peak.live_bytes = dict(self._live_bytes)
+            self._peak_pending = False
+        self._total_bytes -= self._live_bytes.pop(key)
+        del self._references[key]
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        outputs = func(*args, **(kwargs or {}))
+        # Inputs first: a tensor made before tracking began is counted from its first use.
+        for tensor in tree_leaves((args, kwargs)):
+            if isinstance(tensor, torch.Tensor):
+                self._key(tensor, existed_before=True)
+        for tensor in tree_leaves(outputs):
+            if isinstance(tensor, torch.Tensor):
+                self._key(tensor)
+        return outputs
+
+    # -- what each storage is -----------------------------------------------------------
+
+    def _note_model(self):
+        for parameter in self.model.parameters():
+            key = self._key(parameter, existed_before=True)
+            (self._trainable if parameter.requires_grad else self._frozen).add(key)
+            if parameter.grad is not None:
+                self._gradients.add(self._key(parameter.grad, existed_before=True))
+        for buffer in self.model.buffers():
+            self._key(buffer, existed_before=True)
+
+    def _note_optimizer_state(self, optimizer):
+        for tensor in tensors_within(optimizer.state):
+            self._optimizer_state.add(self._key(tensor, existed_before=True))
+
+    def _before_optimizer_step(self, optimizer, args, kwargs):
+        self._optimizer_depth += 1
+        for group in optimizer.param_groups:
+            for parameter in group["params"]:
+                if parameter.grad is not None:
+                    self._gradients.add(self._key(parameter.grad, existed_before=True))
+
+    def _after_optimizer_step(self, optimizer, args, kwargs):
+        self._optimizer_depth -= 1
+        self._note_optimizer_state(optimizer)
+
+    def _enter_forward(self, module, args):
+        self._forward_depth += 1
+
+    def _leave_forward(self, module, args, output):
+        self._forward_depth -= 1
+
+    def _category(self, key: int) -> str:
+        if key in self._trainable:
+            return "trainable_weights"
+        if key in self._frozen:
+            return "frozen_weights"
+        if key in self._gradients:
+            return "gradients"
+        if key in self._optimizer_state:
+            return "optimizer_state"
+        if key in self._created_in_pass:
+            return "activations"
+        return "other"
+
+    def _breakdown(self, live_bytes: dict[int, int]) -> dict[str, int]:
+        totals = dict.fromkeys(CATEGORIES, 0)
+        for key, nbytes in live_bytes.items():
+            totals[self._category(key)] += nbytes
+        return totals
+
+    # -- one step -------------------------------------------------------------------------
+
+    @contextmanager
+    def step(self):
+        """Track one training step: `with tracker.step(): ...` appends its StepMemory."""
+        self._begin()
+        try:
+            with self:
+                yield self
+        finally:
+            self._end()
+
+    def _begin(self):
+        self._optimizer_depth = self._forward_depth = 0
+        self._note_model()
+        self._note_optimizer_state(self.optimizer)
+        self._peak = _Snapshot(dict(self._live_bytes), self._total_bytes)
+        self._peak_pending = False
+        self._hooks = [
+            register_optimizer_step_pre_hook(self._before_optimizer_step),
+            register_optimizer_step_post_hook(self._after_optimizer_step),
+            register_module_forward_pre_hook(self._enter_forward),
+            register_module_forward_hook(self._leave_forward, always_call=True),
+        ]
+
+    def _end(self):
+        for hook in self._hooks:
+            hook.remove()
+        self._note_model()
+        self._note_optimizer_state(self.optimizer)
+        if self._peak_pending:
+            self._peak.live_bytes = dict(self._live_bytes)
+            self._peak_pending = False
+        self.steps.append(
+            StepMemory(
+                peak_bytes=self._peak.total_bytes,
+                at_peak_bytes=self._breakdown(self._peak.live_bytes),
+                at_step_end_bytes=self._breakdown(self._live_bytes),
+            )
+        )
+
+    def summary(self) -> dict:
+        """Record fields: the highest peak of the tracked steps with its breakdown, and the
+        breakdown at the end of the last tracked step (the steady state)."""
+        if not self.steps:
+            return dict.fromkeys(
+                ("tracker_peak_bytes", "tracker_peak_step", "tracker_at_peak_bytes", "tracker_at_step_end_bytes")
+            )
+        highest = max(self.steps, key=lambda s: s.peak_bytes)
+        return {
+            "tracker_peak_bytes": highest.peak_bytes,
+            "tracker_peak_step": self.steps.index(highest),
+            "tracker_at_peak_bytes": highest.at_peak_bytes,
+            "tracker_at_step_end_bytes": self.steps[-1].at_step_end_bytes,
+        }

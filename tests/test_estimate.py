@@ -1,0 +1,94 @@
+"""Memory estimates: the traced step against a real one, the paper table, the CLI."""
+
+import pytest
+import torch
+
+import harness
+from meters.estimate_traced import traced_steps
+from meters.tracker import MemoryTracker
+from methods import METHODS
+from suites.models import model_config
+from tests.conftest import tiny_spec
+from train import optimizer_step
+from workloads import WORKLOADS
+
+
+def measured_steps(spec, steps: int):
+    """The same steps as traced_steps, on real CPU tensors and real batches (drawn before
+    tracking, so that the corpus is not part of the steps)."""
+    torch.manual_seed(spec.seed)
+    workload = WORKLOADS[spec.workload]
+    training = METHODS[spec.method].prepare(workload.build_model(spec), spec)
+    tracker = MemoryTracker(training.model, training.optimizer)
+    real_batches = workload.train_batches(spec)
+    batches = iter([next(real_batches) for _ in range(steps)])
+    for step in range(steps):
+        with tracker.step():
+            optimizer_step(spec, workload, training, batches, torch.device("cpu"))
+            training.scheduler.step()
+    return tracker.steps
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_traced_estimate_on_fake_cpu_matches_the_real_cpu_peak(method):
+    spec = tiny_spec(method=method, batch_size=4, seq_len=64)
+    traced, notes = traced_steps(spec, steps=2, as_cuda=False)
+    measured = measured_steps(spec, steps=2)
+    assert notes == []
+    for fake, real in zip(traced, measured):
+        assert fake.peak_bytes == pytest.approx(real.peak_bytes, rel=0.02)
+        assert fake.at_step_end_bytes["optimizer_state"] == real.at_step_end_bytes["optimizer_state"]
+
+
+def test_traced_estimate_substitutes_bitsandbytes_and_keeps_its_state_shapes():
+    spec = tiny_spec(method="adam8bit")
+    traced, notes = traced_steps(spec, steps=1, as_cuda=False)
+    measured = measured_steps(spec, steps=1)
+    assert any("bitsandbytes" in note for note in notes)
+    assert traced[0].at_step_end_bytes["optimizer_state"] == measured[0].at_step_end_bytes["optimizer_state"]
+
+
+def test_cuda_assumptions_round_every_storage_to_512_bytes():
+    traced, notes = traced_steps(tiny_spec(method="full"), steps=1, as_cuda=True)
+    assert any("512-byte" in note for note in notes)
+    assert all(value % 512 == 0 for value in traced[0].at_peak_bytes.values())
+
+
+def test_paper_table_prints_the_full_60m_cell_beside_the_paper(capsys):
+    assert harness.main(["estimate", "--paper-table"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("full     60m"))
+    config = model_config("llama", "60m")
+    hidden, intermediate, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
+    parameters = 2 * config["vocab_size"] * hidden + layers * (4 * hidden**2 + 3 * hidden * intermediate + 2 * hidden)
+    parameters += hidden
+    weights_g, states_g = 2 * parameters / 1e9, 4 * parameters / 1e9
+    assert f"{weights_g:.3f}/{states_g:.3f}" in row
+    assert "0.12/0.23" in row and "0.36" in row
+    assert f"{weights_g + states_g - 0.36:+.3f}" in row
+    assert "[G=1e9, rounded]" in row
+
+
+def test_traced_estimate_command_prints_peak_and_breakdown(capsys):
+    argv = ["estimate", "--size", "tiny", "--method", "lora", "--option", "rank=4", "--batch", "2", "--seq", "16"]
+    assert harness.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "peak:" in out and "frozen_weights" in out and "assumptions and substitutions" in out
+
+
+def test_estimate_names_an_unknown_method(capsys):
+    assert harness.main(["estimate", "--method", "sgd"]) == 2
+    assert "--method 'sgd' is not registered; accepted: full" in capsys.readouterr().err
+
+
+def test_paper_7b_report_prints_ours_beside_the_paper_and_names_missing_methods(monkeypatch):
+    import meters.estimate_paper_7b as paper_7b
+
+    # The real command traces 7B (tens of seconds per method); the report's logic is the same.
+    monkeypatch.setattr(paper_7b, "_spec", lambda method, options, seq_len: tiny_spec(method=method, dtype="bfloat16"))
+    runs = (("BF16 AdamW", "full", {}, 2048), ("8-bit Adam", "adam8bit", {}, 2048), ("X", "absent", {}, 2048))
+    monkeypatch.setattr(paper_7b, "RUNS", runs + (("Y", "full", {}, 512),))
+    report = paper_7b.paper_7b_report()
+    assert "ours, BF16 AdamW: peak" in report and "ours, 8-bit Adam: peak" in report
+    assert "X: method 'absent' is not registered on this branch" in report
+    assert "ours, Y vs 8-bit Adam: saves" in report and "ours, X vs" not in report
+    assert "paper, BF16 AdamW, batch 1, seq 2048: at least 58 GB" in report
