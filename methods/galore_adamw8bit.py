@@ -11,6 +11,7 @@ import math
 import bitsandbytes.functional as bnb_functional
 import torch
 
+from methods.galore_adamw import GaLoreAdamW
 from methods.galore_projector import add_projected_back, low_rank_gradient
 
 BLOCK_SIZE = 256
@@ -24,9 +25,8 @@ def quantization_maps(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]
     return signed, unsigned
 
 
-class GaLoreAdamW8bit(torch.optim.Optimizer):
-    """Adam with 8-bit blockwise moments (bitsandbytes' AdamW8bit); a param group with "rank",
-    "update_proj_gap", "scale" and "proj_type" is GaLore-projected.
+class GaLoreAdamW8bit(GaLoreAdamW):
+    """GaLoreAdamW with 8-bit blockwise moments and bitsandbytes' Adam update (its AdamW8bit).
 
     As in bitsandbytes, moments of tensors under min_8bit_size elements stay 32-bit.
     """
@@ -41,35 +41,28 @@ class GaLoreAdamW8bit(torch.optim.Optimizer):
         weight_decay: float = 0.0,
         min_8bit_size: int = 4096,
     ):
-        defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay, "min_8bit_size": min_8bit_size}
-        super().__init__(params, defaults)
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+        self.min_8bit_size = min_8bit_size
         self._maps_by_device = {}
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    self._step_parameter(group, p)
-        return loss
+    def _step_group(self, group: dict):
+        for p in group["params"]:
+            if p.grad is not None:
+                self._step_parameter(group, p)
 
     def _step_parameter(self, group: dict, p: torch.Tensor):
         state = self.state[p]
         step = state.get("step", 0)
         if "rank" not in group:
             if step == 0:
-                self._init_moments(state, p.grad, group["min_8bit_size"])
+                self._init_moments(state, p.grad)
             state["step"] = step + 1
             self._adam_kernel(group, state, p.grad, p, group["weight_decay"])
             return
 
         grad = low_rank_gradient(state, p.grad, step, group)
         if step == 0:
-            self._init_moments(state, grad, group["min_8bit_size"])
+            self._init_moments(state, grad)
         state["step"] = step + 1
         low_rank_step = torch.zeros_like(grad)
         self._adam_kernel(group, state, grad, low_rank_step, weight_decay=0.0)
@@ -78,8 +71,8 @@ class GaLoreAdamW8bit(torch.optim.Optimizer):
         if group["weight_decay"] > 0.0:
             p.mul_(1.0 - group["lr"] * group["weight_decay"])
 
-    def _init_moments(self, state: dict, like: torch.Tensor, min_8bit_size: int):
-        if like.numel() < min_8bit_size:
+    def _init_moments(self, state: dict, like: torch.Tensor):
+        if like.numel() < self.min_8bit_size:
             state["state1"] = torch.zeros_like(like, dtype=torch.float32)
             state["state2"] = torch.zeros_like(like, dtype=torch.float32)
             return
@@ -109,8 +102,8 @@ class GaLoreAdamW8bit(torch.optim.Optimizer):
             )  # fmt: skip
 
     def load_state_dict(self, state_dict: dict):
-        # torch casts floating state to each parameter's dtype and would turn the uint8 codes
-        # and float32 scales into bf16 weights' dtype; put the saved tensors back as they were.
+        # torch casts every floating parameter's state to the parameter's dtype: the uint8 codes
+        # would become floats, and the float32 scales bf16 for bf16 weights. Put back the saved ones.
         super().load_state_dict(state_dict)
         parameters = [p for group in self.param_groups for p in group["params"]]
         for index, saved in state_dict["state"].items():
