@@ -166,7 +166,7 @@ def test_8bit_state_is_uint8_with_the_bytes_of_the_formula():
     assert optimizer.state[projected_8bit]["qmap1"] is optimizer.state[plain_8bit]["qmap1"]
 
 
-@pytest.mark.parametrize("method", ["galore", "galore8bit", "galore8bit_layerwise"])
+@pytest.mark.parametrize("method", ["galore", "galore8bit", "galore8bit_layerwise", "adam8bit_layerwise"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_state_dict_round_trips_through_weights_only_load(method, dtype):
     spec = tiny_spec(method=method, batch_size=2, seq_len=16, method_options={"rank": 8, "update_proj_gap": 2})
