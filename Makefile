@@ -1,10 +1,11 @@
 # make benchmark: set up if needed, run the default suite, render its report.
 # make test:      set up if needed, run the tests.
+# make bench-optim: GaLore optimizer step time and memory, ours vs galore-torch (BENCH_SIZE=small).
 PYTHON := .venv/bin/python
 SUITE ?= suites/smoke.toml
 SUITE_NAME = $(basename $(notdir $(SUITE)))
 
-.PHONY: setup benchmark run report test clean
+.PHONY: setup benchmark run report test bench-optim clean
 
 # The environment is rebuilt only when the pinned requirements change.
 .venv/ready: requirements.txt
@@ -24,6 +25,10 @@ report: setup
 
 test: setup
 	$(PYTHON) -m pytest -q
+
+BENCH_SIZE ?= small
+bench-optim: setup
+	$(PYTHON) -m methods.galore_bench --size $(BENCH_SIZE)
 
 clean:
 	rm -rf reports/out .pytest_cache

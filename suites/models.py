@@ -5,6 +5,8 @@ from functools import cache
 from pathlib import Path
 
 MODELS_FILE = Path(__file__).with_name("models.toml")
+METHOD_DEFAULT_KEYS = ("galore_rank",)
+"""Keys of a size that are a method's per-size defaults, not part of the model config."""
 
 
 @cache
@@ -17,11 +19,23 @@ def model_sizes(workload: str) -> list[str]:
     return list(_all_configs().get(workload, {}))
 
 
-def model_config(workload: str, size: str) -> dict:
-    """The config dict for one workload size, or a ValueError naming the accepted sizes."""
+def _size_entry(workload: str, size: str) -> dict:
     sizes = _all_configs().get(workload, {})
     if size not in sizes:
         raise ValueError(
             f"{MODELS_FILE}: no size {size!r} for workload {workload!r}; accepted: {', '.join(sizes) or 'none'}"
         )
-    return dict(sizes[size])
+    return sizes[size]
+
+
+def model_config(workload: str, size: str) -> dict:
+    """The config dict for one workload size, or a ValueError naming the accepted sizes."""
+    return {k: v for k, v in _size_entry(workload, size).items() if k not in METHOD_DEFAULT_KEYS}
+
+
+def size_default(workload: str, size: str, key: str):
+    """A method's per-size default (one of METHOD_DEFAULT_KEYS), or a ValueError naming the file and key."""
+    entry = _size_entry(workload, size)
+    if key not in entry:
+        raise ValueError(f"{MODELS_FILE}: [{workload}.{size}] has no {key}; add one or pass the option explicitly")
+    return entry[key]

@@ -1,0 +1,113 @@
+"""GaLore AdamW with bitsandbytes' blockwise 8-bit moments, on CPU and CUDA.
+
+The moments of a projected weight live at the low-rank shape. bitsandbytes' Adam kernel
+updates a parameter in place, so it is run on a zero tensor of the low-rank shape: what it
+leaves there is the low-rank step, which is projected back into the weight. Unlike
+galore-torch's AdamW8bit this never copies the full weight and never synchronizes the device.
+"""
+
+import math
+
+import bitsandbytes.functional as bnb_functional
+import torch
+
+from methods.galore_adamw import GaLoreAdamW
+from methods.galore_projector import add_projected_back, low_rank_gradient
+
+BLOCK_SIZE = 256
+"""Elements per absmax scale in bitsandbytes' blockwise optimizer kernels."""
+
+
+def quantization_maps(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """bitsandbytes' dynamic maps: signed for the first moment, unsigned for the second."""
+    signed = bnb_functional.create_dynamic_map(signed=True).to(device)
+    unsigned = bnb_functional.create_dynamic_map(signed=False).to(device)
+    return signed, unsigned
+
+
+class GaLoreAdamW8bit(GaLoreAdamW):
+    """GaLoreAdamW with 8-bit blockwise moments and bitsandbytes' Adam update (its AdamW8bit).
+
+    As in bitsandbytes, moments of tensors under min_8bit_size elements stay 32-bit.
+    """
+
+    # eps 1e-8 and min_8bit_size 4096 are bitsandbytes' (and galore-torch's AdamW8bit) defaults.
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas=(0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        min_8bit_size: int = 4096,
+    ):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+        self.min_8bit_size = min_8bit_size
+        self._maps_by_device = {}
+
+    def _step_group(self, group: dict):
+        for p in group["params"]:
+            if p.grad is not None:
+                self._step_parameter(group, p)
+
+    def _step_parameter(self, group: dict, p: torch.Tensor):
+        state = self.state[p]
+        step = state.get("step", 0)
+        if "rank" not in group:
+            if step == 0:
+                self._init_moments(state, p.grad)
+            state["step"] = step + 1
+            self._adam_kernel(group, state, p.grad, p, group["weight_decay"])
+            return
+
+        grad = low_rank_gradient(state, p.grad, step, group)
+        if step == 0:
+            self._init_moments(state, grad)
+        state["step"] = step + 1
+        low_rank_step = torch.zeros_like(grad)
+        self._adam_kernel(group, state, grad, low_rank_step, weight_decay=0.0)
+        add_projected_back(p, state, low_rank_step, alpha=group["scale"])
+        # Decoupled weight decay, full-rank, after the update (as galore-torch does).
+        if group["weight_decay"] > 0.0:
+            p.mul_(1.0 - group["lr"] * group["weight_decay"])
+
+    def _init_moments(self, state: dict, like: torch.Tensor):
+        if like.numel() < self.min_8bit_size:
+            state["state1"] = torch.zeros_like(like, dtype=torch.float32)
+            state["state2"] = torch.zeros_like(like, dtype=torch.float32)
+            return
+        if like.device not in self._maps_by_device:
+            self._maps_by_device[like.device] = quantization_maps(like.device)
+        blocks = math.ceil(like.numel() / BLOCK_SIZE)
+        state["state1"] = torch.zeros_like(like, dtype=torch.uint8)
+        state["state2"] = torch.zeros_like(like, dtype=torch.uint8)
+        state["absmax1"] = torch.zeros(blocks, dtype=torch.float32, device=like.device)
+        state["absmax2"] = torch.zeros(blocks, dtype=torch.float32, device=like.device)
+        state["qmap1"], state["qmap2"] = self._maps_by_device[like.device]
+
+    @staticmethod
+    def _adam_kernel(group: dict, state: dict, grad: torch.Tensor, target: torch.Tensor, weight_decay: float):
+        """bitsandbytes' fused Adam update of target, in place, with this state's moments."""
+        beta1, beta2 = group["betas"]
+        if state["state1"].dtype == torch.uint8:
+            bnb_functional.optimizer_update_8bit_blockwise(
+                "adam", grad, target, state["state1"], state["state2"], beta1, beta2, 0.0, 0.0, group["eps"],
+                state["step"], group["lr"], state["qmap1"], state["qmap2"], state["absmax1"], state["absmax2"],
+                weight_decay=weight_decay,
+            )  # fmt: skip
+        else:
+            bnb_functional.optimizer_update_32bit(
+                "adam", grad, target, state["state1"], beta1, group["eps"], state["step"], group["lr"],
+                state["state2"], beta2, weight_decay=weight_decay,
+            )  # fmt: skip
+
+    def load_state_dict(self, state_dict: dict):
+        # torch casts every floating parameter's state to the parameter's dtype: the uint8 codes
+        # would become floats, and the float32 scales bf16 for bf16 weights. Put back the saved ones.
+        super().load_state_dict(state_dict)
+        parameters = [p for group in self.param_groups for p in group["params"]]
+        for index, saved in state_dict["state"].items():
+            p = parameters[index]
+            for key, value in saved.items():
+                if isinstance(value, torch.Tensor):
+                    self.state[p][key] = value.to(p.device)

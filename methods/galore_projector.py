@@ -1,0 +1,69 @@
+"""GaLore's gradient projector, kept as plain tensors in the optimizer state.
+
+A weight gradient G (m x n) is projected to a low-rank R by the top-r singular vectors of G:
+on the right R = G Qᵀ with Q = Vh[:r] (r x n), on the left R = Pᵀ G with P = U[:, :r]
+(m x r), or on both sides. The matrices live in the parameter's optimizer state under
+"projector_left" (P) and "projector_right" (Q), so state_dict() holds tensors only.
+"""
+
+import torch
+
+PROJ_TYPES = ("std", "reverse_std", "left", "right", "full")
+
+
+def projection_sides(shape: torch.Size, proj_type: str) -> tuple[str, ...]:
+    """Which sides of an m x n gradient are projected: ("left",), ("right",) or both.
+
+    std projects the smaller dimension (tall m >= n: right), reverse_std the larger one,
+    as galore-torch does.
+    """
+    rows, columns = shape
+    if proj_type == "std":
+        return ("right",) if rows >= columns else ("left",)
+    if proj_type == "reverse_std":
+        return ("left",) if rows >= columns else ("right",)
+    if proj_type == "full":
+        return ("left", "right")
+    if proj_type in ("left", "right"):
+        return (proj_type,)
+    raise ValueError(f"proj_type {proj_type!r} is not known; accepted: {', '.join(PROJ_TYPES)}")
+
+
+def refresh_projector(state: dict, grad: torch.Tensor, rank: int, proj_type: str):
+    """Recompute the projector from the SVD of the gradient (in float32, stored in grad's dtype)."""
+    U, _, Vh = torch.linalg.svd(grad.float(), full_matrices=False)
+    sides = projection_sides(grad.shape, proj_type)
+    if "left" in sides:
+        state["projector_left"] = U[:, :rank].to(grad.dtype)
+    if "right" in sides:
+        state["projector_right"] = Vh[:rank].to(grad.dtype)
+
+
+def project(state: dict, grad: torch.Tensor) -> torch.Tensor:
+    """The low-rank gradient R."""
+    low_rank = grad
+    if "projector_left" in state:
+        low_rank = state["projector_left"].T @ low_rank
+    if "projector_right" in state:
+        low_rank = low_rank @ state["projector_right"].T
+    return low_rank
+
+
+def add_projected_back(parameter: torch.Tensor, state: dict, low_rank_update: torch.Tensor, alpha: float):
+    """parameter += alpha * back(low_rank_update), with the last product accumulated into the
+    parameter (addmm_) so no full-size temporary is allocated."""
+    left, right = state.get("projector_left"), state.get("projector_right")
+    if left is not None and right is not None:
+        parameter.addmm_(left @ low_rank_update, right, alpha=alpha)
+    elif left is not None:
+        parameter.addmm_(left, low_rank_update, alpha=alpha)
+    else:
+        parameter.addmm_(low_rank_update, right, alpha=alpha)
+
+
+def low_rank_gradient(state: dict, grad: torch.Tensor, step: int, group: dict) -> torch.Tensor:
+    """Project a gradient with the group's GaLore settings, refreshing the projector at steps
+    0, T, 2T, ... (step counts the parameter's earlier updates)."""
+    if step % group["update_proj_gap"] == 0:
+        refresh_projector(state, grad, group["rank"], group["proj_type"])
+    return project(state, grad)

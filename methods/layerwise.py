@@ -1,0 +1,119 @@
+"""Layer-wise updates: each parameter is stepped from its gradient hook and its gradient freed
+at once, so full gradients of all layers never coexist (the GaLore paper's per-layer updates).
+
+Unlike galore-torch's example and Hugging Face's Trainer this works with gradient
+accumulation: the hooks step only during the step's last micro-batch, so each parameter is
+updated once per optimizer step with its accumulated gradient, and the lr schedule, which
+drives the one LayerwiseOptimizer below, advances once per step as for any other method.
+"""
+
+from collections.abc import Mapping
+
+import bitsandbytes as bnb
+import torch
+
+from methods.base import Method, NoOptions, Training, warmup_cosine_schedule
+
+
+class _MergedState(Mapping):
+    """parameter -> its state, read through to the parameter's own optimizer (no copies)."""
+
+    def __init__(self, optimizer_of: dict):
+        self._optimizer_of = optimizer_of
+
+    def __getitem__(self, parameter):
+        return self._optimizer_of[parameter].state[parameter]
+
+    def __iter__(self):
+        return (p for p, optimizer in self._optimizer_of.items() if p in optimizer.state)
+
+    def __len__(self):
+        return sum(1 for _ in self)
+
+
+class LayerwiseOptimizer(torch.optim.Optimizer):
+    """One optimizer per parameter behind a single optimizer face: param_groups (for the lr
+    scheduler), state and state_dict() are those of the per-parameter optimizers."""
+
+    def __init__(self, optimizer_of: dict):
+        parameters = list(optimizer_of)
+        super().__init__(parameters, {})
+        self._optimizer_of = optimizer_of
+        self._unique_optimizers = list({id(o): o for o in optimizer_of.values()}.values())
+        # The same group dicts as the per-parameter optimizers: setting lr here sets it there.
+        self.param_groups = [group for optimizer in self._unique_optimizers for group in optimizer.param_groups]
+        self.state = _MergedState(optimizer_of)
+        self._ready = []
+        self.stepping = False
+        """True during the last micro-batch of a step: gradient hooks then update and free."""
+        for parameter in parameters:
+            parameter.register_post_accumulate_grad_hook(self._gradient_ready)
+
+    def _gradient_ready(self, parameter: torch.Tensor):
+        if self.stepping:
+            self._ready.append(parameter)
+            self.step()
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """Update the parameters whose accumulated gradient is ready, then free those gradients."""
+        for parameter in self._ready:
+            self._optimizer_of[parameter].step()
+            parameter.grad = None
+        self._ready.clear()
+
+    def state_dict(self) -> dict:
+        return {"per_optimizer": [optimizer.state_dict() for optimizer in self._unique_optimizers]}
+
+    def load_state_dict(self, state_dict: dict):
+        for optimizer, saved in zip(self._unique_optimizers, state_dict["per_optimizer"], strict=True):
+            optimizer.load_state_dict(saved)
+
+
+def refuse_grad_clip(spec):
+    if spec.grad_clip > 0:
+        raise ValueError(
+            f"method {spec.method}: grad_clip = {spec.grad_clip} cannot be honoured by layer-wise updates "
+            "(each layer is updated and its gradient freed before a global norm exists); set grad_clip = 0"
+        )
+
+
+def layerwise_training(model: torch.nn.Module, spec, optimizer_of: dict) -> Training:
+    """The Training for per-parameter optimizers: hooks step them on each step's last micro-batch."""
+    refuse_grad_clip(spec)
+    optimizer = LayerwiseOptimizer(optimizer_of)
+
+    def before_micro_batch(is_last: bool):
+        optimizer.stepping = is_last
+
+    return Training(
+        model=model,
+        optimizer=optimizer,
+        scheduler=warmup_cosine_schedule(optimizer, spec),
+        steps_in_backward=True,
+        before_micro_batch=before_micro_batch,
+    )
+
+
+def _trainable(model):
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def prepare_full(model, spec):
+    on_cuda = next(model.parameters()).is_cuda
+    optimizer_of = {
+        p: torch.optim.AdamW([p], lr=spec.lr, weight_decay=spec.weight_decay, fused=on_cuda, foreach=False)
+        for p in _trainable(model)
+    }
+    return layerwise_training(model, spec, optimizer_of)
+
+
+def prepare_adam8bit(model, spec):
+    optimizer_of = {p: bnb.optim.AdamW8bit([p], lr=spec.lr, weight_decay=spec.weight_decay) for p in _trainable(model)}
+    return layerwise_training(model, spec, optimizer_of)
+
+
+FULL_METHOD = Method(prepare=prepare_full, options=NoOptions, summary="full-rank AdamW, layer-wise updates")
+ADAM8BIT_METHOD = Method(
+    prepare=prepare_adam8bit, options=NoOptions, summary="bitsandbytes AdamW8bit, layer-wise updates"
+)
