@@ -22,9 +22,11 @@ def render_report(results_path: Path, out_dir: Path | None = None) -> Path:
 
     lines = [f"# Report: {Path(results_path).stem}", "", f"From `{results_path}` ({len(latest)} runs).", ""]
     table = summary_table(runs)
-    # Throughputs read best as whole numbers; everything else keeps four significant digits.
+    # Throughputs read best as whole numbers, everything else with four significant digits; a
+    # figure a workload does not have (a floor, a task score) shows as a dash, not nan.
     number_formats = [".0f" if column == "tokens/s" else ".4g" for column in table.columns]
-    lines += ["## Comparison", "", table.to_markdown(index=False, floatfmt=number_formats), ""]
+    shown = table.astype(object).where(table.notna(), None)
+    lines += ["## Comparison", "", shown.to_markdown(index=False, floatfmt=number_formats, missingval="–"), ""]
     lines += [
         "Means over the seeds that finished ok. Memory in MiB (2^20 bytes). "
         "`weights + optimizer state` counts parameter and optimizer-state tensors at the end of "

@@ -37,6 +37,17 @@ def test_report_has_one_row_per_method_and_lists_failures(tmp_path):
     assert (tmp_path / "out" / "loss.png").stat().st_size > 1000
 
 
+def test_a_figure_a_workload_lacks_shows_as_a_dash(tmp_path):
+    results = tmp_path / "demo.jsonl"
+    without_floor = record("a", "full")
+    del without_floor["metrics"]["final_loss_above_floor"]
+    append_record(results, without_floor)
+    append_record(results, record("b", "lora"))
+    rows = [line.split("|") for line in render_report(results, tmp_path / "out").read_text().splitlines()
+            if line.startswith("| llama-tiny")]
+    assert [row[6].strip() for row in rows] == ["–", "1"]  # the "loss above floor" column
+
+
 def test_a_torn_last_line_does_not_break_the_report(tmp_path):
     results = tmp_path / "demo.jsonl"
     append_record(results, record("a", "full"))
