@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import bitsandbytes as bnb
 import torch
 
-from methods.base import Method, NoOptions, Training, warmup_cosine_schedule
+from methods.base import Method, NoOptions, Training, adamw, warmup_cosine_schedule
 
 
 class _MergedState(Mapping):
@@ -100,11 +100,7 @@ def _trainable(model):
 
 
 def prepare_full(model, spec):
-    on_cuda = next(model.parameters()).is_cuda
-    optimizer_of = {
-        p: torch.optim.AdamW([p], lr=spec.lr, weight_decay=spec.weight_decay, fused=on_cuda, foreach=False)
-        for p in _trainable(model)
-    }
+    optimizer_of = {p: adamw([p], spec) for p in _trainable(model)}
     return layerwise_training(model, spec, optimizer_of)
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import peft
 import torch
 
-from methods.base import Method, Training, warmup_cosine_schedule
+from methods.base import Method, Training, adamw, warmup_cosine_schedule
 from workloads import WORKLOADS
 
 
@@ -52,11 +52,7 @@ def wrap_with_lora(model: torch.nn.Module, spec, options: LoraOptions) -> torch.
 def prepare(model, spec):
     options = METHOD.parse_options(spec.method_options)
     lora_model = wrap_with_lora(model, spec, options)
-    trainable = [p for p in lora_model.parameters() if p.requires_grad]
-    on_cuda = trainable[0].is_cuda
-    optimizer = torch.optim.AdamW(
-        trainable, lr=spec.lr, weight_decay=spec.weight_decay, fused=on_cuda, foreach=not on_cuda
-    )
+    optimizer = adamw([p for p in lora_model.parameters() if p.requires_grad], spec)
     return Training(model=lora_model, optimizer=optimizer, scheduler=warmup_cosine_schedule(optimizer, spec))
 
 

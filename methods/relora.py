@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from peft.tuners.lora import LoraLayer
 
-from methods.base import Method, Training
+from methods.base import Method, Training, adamw
 from methods.jagged_cosine import jagged_cosine_schedule
 from methods.lora import LoraOptions, wrap_with_lora
 
@@ -102,12 +102,6 @@ def prune_moments_(optimizer: torch.optim.AdamW, parameters, options: ReloraOpti
         # every 15) that sent the loss from 7.12 back to 7.62 after the first reset and ended
         # at 7.42; with this line it ends at 6.29, as with plain "reset".
         first.masked_fill_(second == 0, 0)
-
-
-def adamw(parameters, spec) -> torch.optim.AdamW:
-    on_cuda = parameters[0].is_cuda
-    # fused is the fastest AdamW on CUDA; on CPU foreach is the multi-tensor path.
-    return torch.optim.AdamW(parameters, lr=spec.lr, weight_decay=spec.weight_decay, fused=on_cuda, foreach=not on_cuda)
 
 
 def prepare(model, spec):
