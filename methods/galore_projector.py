@@ -33,10 +33,12 @@ def refresh_projector(state: dict, grad: torch.Tensor, rank: int, proj_type: str
     """Recompute the projector from the SVD of the gradient (in float32, stored in grad's dtype)."""
     U, _, Vh = torch.linalg.svd(grad.float(), full_matrices=False)
     sides = projection_sides(grad.shape, proj_type)
+    # Copies, not slices: a slice would keep the whole SVD factor alive with the state.
+    compact = dict(dtype=grad.dtype, copy=True, memory_format=torch.contiguous_format)
     if "left" in sides:
-        state["projector_left"] = U[:, :rank].to(grad.dtype)
+        state["projector_left"] = U[:, :rank].to(**compact)
     if "right" in sides:
-        state["projector_right"] = Vh[:rank].to(grad.dtype)
+        state["projector_right"] = Vh[:rank].to(**compact)
 
 
 def project(state: dict, grad: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,7 @@ from methods.galore import param_groups
 from methods.galore_adamw import GaLoreAdamW
 from methods.galore_adamw8bit import BLOCK_SIZE, GaLoreAdamW8bit
 from methods.galore_projector import add_projected_back, project, refresh_projector
+from meters.tracker import MemoryTracker
 from workloads import WORKLOADS
 
 from tests.conftest import tiny_spec
@@ -201,3 +202,29 @@ def test_state_dict_round_trips_through_weights_only_load(method, dtype):
     step(resumed, batches[2])
     for p, resumed_p in zip(model.parameters(), resumed_model.parameters()):
         assert torch.equal(p, resumed_p)
+
+
+def test_step_temporaries_stay_within_one_parameter():
+    """Our step holds one parameter's low-rank temporaries at a time, not every parameter's."""
+    spec = tiny_spec(method="galore", method_options={"rank": 16})
+    model, batches = tiny_model_and_batches(spec, 3)
+    projected_group = param_groups(model, spec)[1]
+    optimizer = GaLoreAdamW([projected_group], lr=1e-3)
+    tracker = MemoryTracker(model, optimizer)
+    for batch in batches:
+        WORKLOADS["llama"].loss(model, batch).backward()
+        with tracker.step():  # the last step is tracked with its projectors and moments in place
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    low_rank_bytes = [optimizer.state[p]["exp_avg"].numel() * 4 for p in projected_group["params"]]
+    temporaries = tracker.steps[-1].at_peak_bytes["other"]
+    assert 0 < temporaries <= 2 * max(low_rank_bytes) < sum(low_rank_bytes)
+
+
+@pytest.mark.parametrize("shape", [(64, 32), (32, 64)])
+def test_projector_state_holds_only_its_rank(shape):
+    """A float32 projector is a copy of r singular vectors, not a view keeping the whole factor."""
+    state = {}
+    refresh_projector(state, torch.randn(shape), 8, "std")
+    (projector,) = state.values()
+    assert projector.untyped_storage().nbytes() == projector.numel() * 4 == 8 * 32 * 4
