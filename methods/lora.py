@@ -35,7 +35,9 @@ def wrap_with_lora(model: torch.nn.Module, spec, options: LoraOptions) -> torch.
     config = peft.LoraConfig(
         r=options.rank, lora_alpha=options.alpha, lora_dropout=options.dropout, target_modules=targets
     )
-    lora_model = peft.get_peft_model(model, config)
+    # peft would keep the adapters in float32 under a bf16 model (autocast_adapter_dtype), which
+    # saves a float32 copy of every adapted input for backward; the paper's runs are BF16 throughout.
+    lora_model = peft.get_peft_model(model, config, autocast_adapter_dtype=False)
     for name, parameter in lora_model.named_parameters():
         if "lora_" in name:
             parameter.requires_grad_(True)

@@ -62,3 +62,12 @@ def test_schedule_warms_up_then_decays_to_a_tenth():
     assert rates[0] == 0.0 and rates[5] == pytest.approx(0.5) and rates[10] == pytest.approx(1.0)
     assert rates[-1] == pytest.approx(0.1, abs=1e-3)
     assert all(a >= b for a, b in zip(rates[10:], rates[11:]))
+
+
+def test_lora_adapters_take_the_models_dtype():
+    """BF16 runs keep the adapters BF16 (peft would keep them float32 and save float32 inputs)."""
+    spec = tiny_spec(method="lora", dtype="bfloat16")
+    model = WORKLOADS["llama"].build_model(spec).to(torch.bfloat16)
+    training = METHODS["lora"].prepare(model, spec)
+    adapters = [p for name, p in training.model.named_parameters() if "lora_" in name]
+    assert adapters and all(p.dtype == torch.bfloat16 for p in adapters)
