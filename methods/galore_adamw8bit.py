@@ -45,11 +45,6 @@ class GaLoreAdamW8bit(GaLoreAdamW):
         self.min_8bit_size = min_8bit_size
         self._maps_by_device = {}
 
-    def _step_group(self, group: dict):
-        for p in group["params"]:
-            if p.grad is not None:
-                self._step_parameter(group, p)
-
     def _step_parameter(self, group: dict, p: torch.Tensor):
         state = self.state[p]
         step = state.get("step", 0)
