@@ -33,3 +33,15 @@ class Workload(Protocol):
 
     def loss_floor(self, spec: RunSpec) -> float | None:
         """The lowest loss achievable on the data, where known (the generated corpus)."""
+
+
+class TransformersLossMixin:
+    """loss and count_tokens for a transformers model that computes its own loss from labels."""
+
+    def loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+        # The model's head picks the loss from its labels and config: shifted next-token
+        # cross-entropy ignoring -100 for causal LMs; cross-entropy or MSE (STS-B) for classifiers.
+        return model(**batch).loss
+
+    def count_tokens(self, batch: Batch) -> int:
+        return int(batch["attention_mask"].sum())

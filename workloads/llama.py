@@ -12,6 +12,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from suites.models import model_config
+from workloads.base import TransformersLossMixin
 from workloads import markov_corpus, text_corpus
 
 CORPORA = ("markov", "c4", "local")
@@ -34,7 +35,7 @@ def _ending_with_error(batches: Iterator[dict], message: str) -> Iterator[dict]:
     raise ValueError(message)
 
 
-class LlamaPretraining:
+class LlamaPretraining(TransformersLossMixin):
     target_modules = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
     head_modules = ()
 
@@ -90,13 +91,6 @@ class LlamaPretraining:
         if self._corpus(spec) == "markov":
             return self._markov_batches(spec, spec.seed + EVAL_SEED_OFFSET)
         return self._text_batches(spec, text_corpus.load_documents(spec.data, "validation"))
-
-    def loss(self, model, batch) -> torch.Tensor:
-        # transformers shifts labels by one and ignores -100 (padding) itself.
-        return model(**batch).loss
-
-    def count_tokens(self, batch) -> int:
-        return int(batch["attention_mask"].sum())
 
     @torch.no_grad()
     def evaluate(self, model, spec) -> dict:

@@ -14,6 +14,7 @@ from torch.nn.utils.rnn import pad_sequence
 from transformers import AutoConfig, AutoModelForSequenceClassification, RobertaConfig, RobertaForSequenceClassification
 
 from suites.models import model_config
+from workloads.base import TransformersLossMixin
 from workloads import glue_tasks, synthetic_glue, text_corpus
 from workloads.glue_metrics import glue_metrics
 
@@ -37,7 +38,7 @@ def _tokenized_split(
     return examples, tokenizer.pad_token_id
 
 
-class RobertaGlue:
+class RobertaGlue(TransformersLossMixin):
     # As the GaLore repo's run_glue.py: its names match by substring there and by suffix in
     # peft and our methods; either way "output.dense" takes both the attention output projection
     # (attention.output.dense) and the MLP's output (output.dense): all six Linears of a layer.
@@ -118,13 +119,6 @@ class RobertaGlue:
             order = torch.randperm(len(examples), generator=generator).tolist()
             for start in range(0, len(order) - spec.batch_size + 1, spec.batch_size):
                 yield self._collate([examples[i] for i in order[start : start + spec.batch_size]], pad_id, regression)
-
-    def loss(self, model, batch) -> torch.Tensor:
-        # Cross-entropy for classes, mean squared error for STS-B: from the config's problem_type.
-        return model(**batch).loss
-
-    def count_tokens(self, batch) -> int:
-        return int(batch["attention_mask"].sum())
 
     @torch.no_grad()
     def evaluate(self, model, spec) -> dict:
