@@ -93,15 +93,14 @@ def command_estimate(args) -> int:
 
     from meters.estimate_traced import format_traced, traced_steps
     from methods import METHODS
+    from suites.load import parse_assignment
     from suites.models import model_config
     from suites.spec import RunSpec
 
     if args.method not in METHODS:
         raise ValueError(f"--method {args.method!r} is not registered; accepted: {', '.join(METHODS)}")
     model_config(args.workload, args.size)
-    options = {}
-    for assignment in args.option:
-        options.update(_option(assignment))
+    options = dict(parse_assignment(assignment, "--option") for assignment in args.option)
     METHODS[args.method].parse_options(options)
     spec = RunSpec(
         workload=args.workload, size=args.size, method=args.method, method_options=options,
@@ -112,19 +111,6 @@ def command_estimate(args) -> int:
     steps, notes = traced_steps(spec, steps=args.steps)
     print(format_traced(spec, steps, notes, time.perf_counter() - started))
     return 0
-
-
-def _option(assignment: str) -> dict:
-    """One method option KEY=VALUE, the value in TOML syntax (bare words are strings)."""
-    import tomllib
-
-    key, separator, text = assignment.partition("=")
-    if not separator:
-        raise ValueError(f"--option {assignment!r}: expected key=value")
-    try:
-        return {key: tomllib.loads(f"value = {text}")["value"]}
-    except tomllib.TOMLDecodeError:
-        return {key: text}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -50,6 +50,15 @@ def optimizer_step(spec: RunSpec, workload, training, batches, device) -> tuple[
     return step_loss, step_tokens
 
 
+def training_step(spec: RunSpec, workload, training, batches, device, step: int) -> tuple[torch.Tensor, int]:
+    """Optimizer step `step` (0-based), then the lr schedule and the method's after-step hook."""
+    step_loss, step_tokens = optimizer_step(spec, workload, training, batches, device)
+    training.scheduler.step()
+    if training.after_step:
+        training.after_step(step)
+    return step_loss, step_tokens
+
+
 def train(spec: RunSpec, progress: bool = True) -> dict:
     """Run one spec; returns {"metrics": ..., "memory": ...}. Raises on failure."""
     device = resolve_device(spec.device)
@@ -77,10 +86,7 @@ def train(spec: RunSpec, progress: bool = True) -> dict:
         watched = tracker.step() if step < spec.timing_warmup_steps else nullcontext()
         clock.start()
         with watched:
-            step_loss, step_tokens = optimizer_step(spec, workload, training, batches, device)
-            training.scheduler.step()
-            if training.after_step:
-                training.after_step(step)
+            step_loss, step_tokens = training_step(spec, workload, training, batches, device, step)
         clock.stop(step_tokens)
 
         losses.append(step_loss.item())

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from itertools import product
 
-from suites.models import model_config
+from suites.models import model_config, size_default
 
 BF16_BYTES = 2
 SIZES = ("60m", "130m", "350m", "1b")
@@ -35,9 +35,10 @@ PAPER_TOTAL_G = {
     "lora": (0.36, 0.80, 1.76, 6.17),
     "relora": (0.36, 0.80, 1.76, 6.17),
 }
-# Table 2's r row, and the rank of the repo's run scripts (they differ at 1B).
-TABLE_RANKS = {"60m": 128, "130m": 256, "350m": 256, "1b": 512}
-SCRIPT_RANKS = {"60m": 128, "130m": 256, "350m": 256, "1b": 1024}
+# Table 2's r row is each size's galore_rank in suites/models.toml; the repo's run scripts
+# differ at 1B only.
+TABLE_RANKS = {size: size_default("llama", size, "galore_rank") for size in SIZES}
+SCRIPT_RANKS = {**TABLE_RANKS, "1b": 1024}
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from meters.tracker import CUDA_ALLOCATION_GRANULARITY_BYTES, MemoryTracker, StepMemory
 from methods import METHODS
 from suites.spec import RunSpec
-from train import DTYPES, optimizer_step
+from train import DTYPES, training_step
 from workloads import WORKLOADS
 
 CUDA_ASSUMPTIONS = (
@@ -161,10 +161,7 @@ def traced_steps(spec: RunSpec, steps: int = 2, as_cuda: bool = True) -> tuple[l
         batches = _synthetic_batches(spec)
         for step in range(steps):
             with tracker.step(), (FlashAttentionWorkspace() if as_cuda else ExitStack()):
-                optimizer_step(spec, _TokensByShape(workload), training, batches, torch.device("cpu"))
-                training.scheduler.step()
-                if training.after_step:
-                    training.after_step(step)
+                training_step(spec, _TokensByShape(workload), training, batches, torch.device("cpu"), step)
     return tracker.steps, notes
 
 

@@ -30,16 +30,23 @@ def peak_memory(device: torch.device) -> dict:
     return figures
 
 
-def tensor_bytes(tensors) -> int:
-    return sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor))
+def storage_bytes(tensors) -> int:
+    """Bytes of the distinct storages behind the tensors: memory, not tensor sizes (a view or a
+    map shared by every parameter's state, as bitsandbytes' quantization maps are, counts once)."""
+    by_storage = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}
+    return sum(by_storage.values())
+
+
+def optimizer_state_bytes(optimizer) -> int:
+    """Bytes of everything reachable from optimizer.state (projectors and 8-bit scales included)."""
+    return storage_bytes(tensors_within(optimizer.state))
 
 
 def state_bytes(training) -> dict:
-    """Bytes of weights and optimizer state at the end of training, counted tensor by tensor."""
+    """Bytes of weights and optimizer state at the end of training."""
     parameters = list(training.model.parameters())
-    optimizer_tensors = tensors_within(training.optimizer.state)
     return {
-        "trainable_weight_bytes": tensor_bytes(p for p in parameters if p.requires_grad),
-        "frozen_weight_bytes": tensor_bytes(p for p in parameters if not p.requires_grad),
-        "optimizer_state_bytes": tensor_bytes(optimizer_tensors),
+        "trainable_weight_bytes": storage_bytes(p for p in parameters if p.requires_grad),
+        "frozen_weight_bytes": storage_bytes(p for p in parameters if not p.requires_grad),
+        "optimizer_state_bytes": optimizer_state_bytes(training.optimizer),
     }

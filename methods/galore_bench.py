@@ -21,6 +21,7 @@ import time
 import torch
 from torch._C._profiler import _EventType
 
+from meters.memory import optimizer_state_bytes
 from methods.galore import param_groups
 from methods.galore_adamw import GaLoreAdamW
 from methods.galore_adamw8bit import GaLoreAdamW8bit
@@ -50,19 +51,6 @@ def reference_optimizers() -> dict:
 def synchronize(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def state_bytes(optimizer) -> int:
-    """Bytes of distinct tensors in optimizer.state, including galore-torch's projector objects."""
-    tensors = {}
-    for state in optimizer.state.values():
-        for value in state.values():
-            projector = getattr(value, "ortho_matrix", None)  # galore-torch keeps it on an object
-            candidates = [value] + (projector if isinstance(projector, list) else [projector])
-            for tensor in candidates:
-                if isinstance(tensor, torch.Tensor):
-                    tensors[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
-    return sum(tensors.values())
 
 
 def transient_peak_bytes(run_step, device) -> int:
@@ -176,7 +164,7 @@ def main():
         for _ in range(args.gap - 2):
             contender.step()
         refresh_peak = transient_peak_bytes(contender.step, device)
-        results[contender.name] = (step_s, amortised_s, state_bytes(contender.optimizer), plain_peak, refresh_peak)
+        results[contender.name] = (step_s, amortised_s, optimizer_state_bytes(contender.optimizer), plain_peak, refresh_peak)
         mib = 2**20
         print(
             f"{contender.name:<50} {step_s * 1e3:>9.2f} {refresh_s * 1e3:>11.2f} {amortised_s * 1e3:>10.2f} "

@@ -7,18 +7,38 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen before pyplot loads
 
+from reports.table import workload_name  # noqa: E402
 
-def loss_curves(records: list[dict], path: Path):
-    """Training loss against step, one line per successful run, one panel per workload."""
+
+def ok_runs_by_workload(records: list[dict]) -> dict[str, list[dict]]:
+    """Successful runs grouped by the table's workload name (a GLUE task gets its own panel)."""
     by_workload: dict[str, list[dict]] = {}
     for record in records:
         if record["status"] == "ok":
-            spec = record["spec"]
-            by_workload.setdefault(f"{spec['workload']}-{spec['size']}", []).append(record)
+            by_workload.setdefault(workload_name(record["spec"]), []).append(record)
+    return by_workload
+
+
+def panels(count: int, height: float):
+    """A figure with `count` side-by-side panels, and the panels."""
+    figure, axes = plt.subplots(1, count, figsize=(6 * count, height), squeeze=False)
+    return figure, axes[0]
+
+
+def save(figure, path: Path) -> Path:
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def loss_curves(records: list[dict], path: Path):
+    """Training loss against step, one line per successful run, one panel per workload."""
+    by_workload = ok_runs_by_workload(records)
     if not by_workload:
         return None
-    figure, axes = plt.subplots(1, len(by_workload), figsize=(6 * len(by_workload), 4), squeeze=False)
-    for axis, (workload, runs) in zip(axes[0], by_workload.items()):
+    figure, axes = panels(len(by_workload), 4)
+    for axis, (workload, runs) in zip(axes, by_workload.items()):
         for record in runs:
             label = f"{record['label']} (seed {record['spec']['seed']})"
             axis.plot(record["metrics"]["loss_curve"], label=label)
@@ -27,7 +47,4 @@ def loss_curves(records: list[dict], path: Path):
             axis.axhline(floor, color="gray", linestyle="--", label="entropy floor")
         axis.set(title=workload, xlabel="optimizer step", ylabel="training loss (nats/token)")
         axis.legend(fontsize="small")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    return save(figure, path)

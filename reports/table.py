@@ -14,7 +14,7 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
         spec, metrics, memory = record["spec"], record.get("metrics", {}), record.get("memory", {})
         rows.append(
             {
-                "workload": _workload_name(spec),
+                "workload": workload_name(spec),
                 "method": record["label"],
                 "seed": spec["seed"],
                 "status": record["status"],
@@ -38,7 +38,7 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _workload_name(spec: dict) -> str:
+def workload_name(spec: dict) -> str:
     """Workload and size, plus the task where one workload runs several (GLUE)."""
     task = spec.get("data", {}).get("task")
     return f"{spec['workload']}-{spec['size']}" + (f" {task}" if task else "")

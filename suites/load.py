@@ -112,17 +112,22 @@ def _method_entry(index: int, entry: dict, source: str) -> tuple[str, dict, list
     return label, {"method": name, "method_options": options, **fields_set}, sizes
 
 
+def parse_assignment(assignment: str, flag: str) -> tuple[str, object]:
+    """A command-line `key=value` (the value in TOML syntax; a bare word is a string)."""
+    key, separator, text = assignment.partition("=")
+    if not separator:
+        raise SuiteError(f"{flag} {assignment!r}: expected key=value")
+    try:
+        return key, tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        return key, text
+
+
 def parse_overrides(assignments: list[str]) -> dict:
-    """`key=value` strings (values in TOML syntax, bare words as strings); data.x sets data's x."""
+    """--set `key=value` strings; data.x sets data's x."""
     overrides: dict = {}
     for assignment in assignments:
-        key, separator, text = assignment.partition("=")
-        if not separator:
-            raise SuiteError(f"--set {assignment!r}: expected key=value")
-        try:
-            value = tomllib.loads(f"value = {text}")["value"]
-        except tomllib.TOMLDecodeError:
-            value = text
+        key, value = parse_assignment(assignment, "--set")
         if key.startswith("data."):
             overrides.setdefault("data", {})[key.removeprefix("data.")] = value
         else:
