@@ -28,7 +28,7 @@ test: setup
 
 BENCH_SIZE ?= small
 bench-optim: setup
-	$(PYTHON) -m methods.galore_bench --size $(BENCH_SIZE)
+	$(PYTHON) -m benchmarks.galore_optim --size $(BENCH_SIZE)
 
 clean:
 	rm -rf reports/out .pytest_cache
@@ -37,7 +37,7 @@ clean:
 #   make paper-llama DATA=/data/c4/en TOKENIZER=/models/t5-base
 #   make paper-glue GLUE=/data/glue MODEL=/models/roberta-base
 LLAMA_SETS = $(if $(DATA),--set data.corpus=local --set data.path=$(DATA)) $(if $(TOKENIZER),--set data.tokenizer=$(TOKENIZER))
-GLUE_SETS = $(if $(GLUE),--set data.path=$(GLUE)) $(if $(MODEL),--set data.model=$(MODEL))
+GLUE_SETS = $(if $(GLUE),--set data.path=$(GLUE)) $(if $(MODEL),--set data.checkpoint=$(MODEL))
 
 .PHONY: paper-llama paper-llama-7b paper-glue
 

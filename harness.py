@@ -5,14 +5,14 @@
     python harness.py list
     python harness.py env
     python harness.py estimate --paper-table
-    python harness.py estimate --workload llama --size 7b --method galore8bit_layerwise --batch 1 --seq 2048 --dtype bf16
+    python harness.py estimate --workload llama --size 7b --method galore8bit_layerwise --batch 1 --seq 2048 --dtype bfloat16
     python harness.py estimate --paper-7b
 """
 
 import argparse
 import json
 import sys
-from dataclasses import fields
+from dataclasses import asdict
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent
@@ -30,7 +30,7 @@ def command_run(args) -> int:
             print(planned.spec.run_id, planned.label, json.dumps(planned.spec.to_json(), sort_keys=True))
         return 0
     records = run_suite(suite, results_path, progress=not args.no_progress)
-    failed = [r for r in records if r["status"] != "ok"]
+    failed = [r for r in records if r.status != "ok"]
     print(f"{len(records) - len(failed)} ok, {len(failed)} not ok; records in {results_path}")
     return 0
 
@@ -45,20 +45,19 @@ def command_report(args) -> int:
 def command_list(args) -> int:
     from methods import METHODS
     from suites.load import SuiteError, load_suite
-    from suites.models import model_sizes
+    from suites.options import describe_options
     from workloads import WORKLOADS
+    from workloads.sizes import model_sizes
 
     print("methods:")
     for name, method in METHODS.items():
-        options = ", ".join(f"{f.name}={f.default!r}" for f in fields(method.options))
+        options = describe_options(method.options)
         print(f"  {name:24} {method.summary}" + (f"  [options: {options}]" if options else ""))
     print("workloads:")
-    for name in WORKLOADS:
-        print(f"  {name:24} sizes: {', '.join(model_sizes(name))}")
+    for name, workload in WORKLOADS.items():
+        print(f"  {name:24} sizes: {', '.join(model_sizes(name))}  [data: {describe_options(workload.data_options)}]")
     print("suites:")
     for path in sorted((REPO_ROOT / "suites").glob("*.toml")):
-        if path.name == "models.toml":
-            continue
         try:
             suite = load_suite(path)
             print(f"  {path.relative_to(REPO_ROOT)!s:24} {len(suite.runs)} runs  {suite.description}")
@@ -69,42 +68,44 @@ def command_list(args) -> int:
 
 def command_env(args) -> int:
     from meters.environment import environment
-    from train import resolve_device
+    from suites.spec import resolve_device
 
-    print(json.dumps(environment(resolve_device(args.device)), indent=2))
+    print(json.dumps(asdict(environment(resolve_device(args.device))), indent=2))
     return 0
-
-
-ESTIMATE_DTYPES = {"bf16": "bfloat16", "fp32": "float32"}
 
 
 def command_estimate(args) -> int:
     if args.paper_table:
-        from meters.estimate_paper import format_paper_table, paper_table
+        from estimates.paper_table import format_paper_table, paper_table
 
         print(format_paper_table(paper_table()))
         return 0
     if args.paper_7b:
-        from meters.estimate_paper_7b import paper_7b_report
+        from estimates.paper_7b import paper_7b_report
 
         print(paper_7b_report())
         return 0
     import time
 
-    from meters.estimate_traced import format_traced, traced_steps
+    from estimates.traced import format_traced, traced_steps
     from methods import METHODS
     from suites.load import parse_assignment
-    from suites.models import model_config
     from suites.spec import RunSpec
+    from workloads import WORKLOADS
+    from workloads.sizes import model_config
 
     if args.method not in METHODS:
         raise ValueError(f"--method {args.method!r} is not registered; accepted: {', '.join(METHODS)}")
+    if args.workload not in WORKLOADS:
+        raise ValueError(f"--workload {args.workload!r} is not registered; accepted: {', '.join(WORKLOADS)}")
     model_config(args.workload, args.size)
     options = dict(parse_assignment(assignment, "--option") for assignment in args.option)
+    data = dict(parse_assignment(assignment, "--data") for assignment in args.data)
     METHODS[args.method].parse_options(options)
+    WORKLOADS[args.workload].data(RunSpec(workload=args.workload, size=args.size, method=args.method, data=data))
     spec = RunSpec(
-        workload=args.workload, size=args.size, method=args.method, method_options=options,
-        batch_size=args.batch, seq_len=args.seq, grad_accum=args.grad_accum, dtype=ESTIMATE_DTYPES[args.dtype],
+        workload=args.workload, size=args.size, method=args.method, method_options=options, data=data,
+        batch_size=args.batch, seq_len=args.seq, grad_accum=args.grad_accum, dtype=args.dtype,
         device="cpu", steps=args.steps,
     )
     started = time.perf_counter()
@@ -114,6 +115,8 @@ def command_estimate(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from suites.spec import DTYPES
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -145,14 +148,16 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--paper-table", action="store_true", help="GaLore Tables 2 and 6 beside our analytic figures")
     which.add_argument("--paper-7b", action="store_true", help="the paper's 7B introduction figures beside ours")
     estimate.add_argument("--workload", default="llama", help="registered workload (default llama)")
-    estimate.add_argument("--size", default="7b", help="model size in suites/models.toml (default 7b)")
+    estimate.add_argument("--size", default="7b", help="model size in workloads/sizes.toml (default 7b)")
     estimate.add_argument("--method", default="full", help="registered method (default full)")
     estimate.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                           help="a method option, e.g. rank=1024")
+    estimate.add_argument("--data", action="append", default=[], metavar="KEY=VALUE",
+                          help="a workload data option, e.g. task=sst2 for roberta_glue")
     estimate.add_argument("--batch", type=int, default=1, help="sequences per micro-batch (default 1)")
     estimate.add_argument("--seq", type=int, default=2048, help="tokens per sequence (default 2048)")
     estimate.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step (default 1)")
-    estimate.add_argument("--dtype", choices=sorted(ESTIMATE_DTYPES), default="bf16", help="parameter dtype")
+    estimate.add_argument("--dtype", choices=list(DTYPES), default="bfloat16", help="parameter dtype (default bfloat16)")
     estimate.add_argument("--steps", type=int, default=2,
                           help="steps traced (default 2: the first creates the optimizer state)")
     estimate.set_defaults(handler=command_estimate)

@@ -11,12 +11,14 @@ import signal
 import tempfile
 import time
 import traceback
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
 from results.records import append_record, finished_run_ids
+from results.schema import Record
 from suites.load import PlannedRun, Suite
 
 
@@ -31,15 +33,16 @@ def _classify(error: BaseException) -> str:
 
 
 def _worker(spec_json: dict, outcome_path: str, train_function, progress: bool):
-    """Runs in the child: train, and write the outcome (success or caught failure) as JSON."""
+    """Runs in the child: train, and write the outcome (success or caught failure) as the
+    record's fields in JSON."""
     from meters.environment import environment
-    from suites.spec import RunSpec
-    from train import resolve_device
+    from suites.spec import RunSpec, resolve_device
 
     spec = RunSpec(**spec_json)
-    outcome = {"environment": environment(resolve_device(spec.device))}
+    outcome = {"environment": asdict(environment(resolve_device(spec.device)))}
     try:
-        outcome.update(train_function(spec, progress=progress), status="ok", error=None)
+        metrics, memory = train_function(spec, progress=progress)
+        outcome.update(metrics=asdict(metrics), memory=asdict(memory), status="ok")
     except BaseException as error:  # noqa: BLE001 - every failure must become a record
         outcome.update(
             status=_classify(error),
@@ -57,7 +60,7 @@ def _exit_outcome(exitcode: int) -> dict:
     return {"status": "error", "error": f"worker process exited with code {exitcode} without a result"}
 
 
-def run_one(planned: PlannedRun, suite_name: str, train_function, progress: bool = True) -> dict:
+def run_one(planned: PlannedRun, suite_name: str, train_function, progress: bool = True) -> Record:
     """Run one spec in a fresh process and return its record."""
     context = multiprocessing.get_context("spawn")
     started = time.time()
@@ -72,20 +75,20 @@ def run_one(planned: PlannedRun, suite_name: str, train_function, progress: bool
             outcome = json.loads(Path(outcome_path).read_text())
         else:
             outcome = _exit_outcome(worker.exitcode)
-    return {
-        "run_id": planned.spec.run_id,
-        "suite": suite_name,
-        "label": planned.label,
-        "spec": planned.spec.to_json(),
-        "started_at": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
-        "wall_s": time.time() - started,
-        "metrics": {},
-        "memory": {},
-        **outcome,
-    }
+    return Record.from_json(
+        {
+            "run_id": planned.spec.run_id,
+            "suite": suite_name,
+            "label": planned.label,
+            "spec": planned.spec.to_json(),
+            "started_at": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
+            "wall_s": time.time() - started,
+            **outcome,
+        }
+    )
 
 
-def run_suite(suite: Suite, results_path: Path, train_function=None, progress: bool = True) -> list[dict]:
+def run_suite(suite: Suite, results_path: Path, train_function=None, progress: bool = True) -> list[Record]:
     """Run every planned run not already finished in results_path; returns the new records."""
     if train_function is None:
         from train import train as train_function
@@ -100,6 +103,6 @@ def run_suite(suite: Suite, results_path: Path, train_function=None, progress: b
         record = run_one(planned, suite.name, train_function, progress)
         append_record(results_path, record)
         records.append(record)
-        summary = record["error"] or f"final loss {record['metrics'].get('final_loss'):.4f}"
-        print(f"    {record['status']}: {summary} ({record['wall_s']:.1f} s)")
+        summary = record.error or f"final loss {record.metrics.final_loss:.4f}"
+        print(f"    {record.status}: {summary} ({record.wall_s:.1f} s)")
     return records

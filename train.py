@@ -13,21 +13,13 @@ from tqdm import tqdm
 
 from meters import memory, timing
 from meters.tracker import CUDA_ALLOCATION_GRANULARITY_BYTES, MemoryTracker
-from methods import METHODS
-from suites.spec import RunSpec
+from methods import prepare_training
+from results.schema import Memory, Metrics
+from suites.spec import DTYPES, RunSpec, resolve_device
 from workloads import WORKLOADS
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-
 
 class NonFiniteLoss(RuntimeError):
     """Raised when the loss becomes NaN or infinite; the run is recorded with status nan."""
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def optimizer_step(spec: RunSpec, workload, training, batches, device) -> tuple[torch.Tensor, int]:
@@ -59,13 +51,13 @@ def training_step(spec: RunSpec, workload, training, batches, device, step: int)
     return step_loss, step_tokens
 
 
-def train(spec: RunSpec, progress: bool = True) -> dict:
-    """Run one spec; returns {"metrics": ..., "memory": ...}. Raises on failure."""
+def train(spec: RunSpec, progress: bool = True) -> tuple[Metrics, Memory]:
+    """Run one spec; returns what it measured. Raises on failure."""
     device = resolve_device(spec.device)
     torch.manual_seed(spec.seed)
     workload = WORKLOADS[spec.workload]
     model = workload.build_model(spec).to(device=device, dtype=DTYPES[spec.dtype])
-    training = METHODS[spec.method].prepare(model, spec)
+    training = prepare_training(model, spec, workload)
     model = training.model
     model.train()
     # Draw the first batch before the loop so lazy data set-up (the corpus) is not part of
@@ -94,17 +86,13 @@ def train(spec: RunSpec, progress: bool = True) -> dict:
             raise NonFiniteLoss(f"loss is {losses[-1]} at step {step}")
         bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
 
-    metrics = {
-        "loss_curve": losses,
-        "final_loss": losses[-1] if losses else None,
+    floor = workload.loss_floor(spec)
+    metrics = Metrics(
+        loss_curve=losses,
+        final_loss=losses[-1],
+        loss_floor=floor,
+        final_loss_above_floor=None if floor is None else losses[-1] - floor,
         **clock.summary(),
         **workload.evaluate(model, spec),
-    }
-    floor = workload.loss_floor(spec)
-    if floor is not None:
-        metrics["loss_floor"] = floor
-        metrics["final_loss_above_floor"] = metrics["final_loss"] - floor
-    return {
-        "metrics": metrics,
-        "memory": {**memory.peak_memory(device), **tracker.summary(), **memory.state_bytes(training)},
-    }
+    )
+    return metrics, Memory(**memory.peak_memory(device), **tracker.summary(), **memory.state_bytes(training))

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from meters import nvml
+from results.schema import Environment
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "galore-torch", "datasets")
@@ -36,16 +37,16 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
-def environment(device: torch.device) -> dict:
+def environment(device: torch.device) -> Environment:
     status = _git("status", "--porcelain", "--untracked-files=no")
-    return {
-        "python": platform.python_version(),
-        "packages": {name: _version(name) for name in PACKAGES},
-        "cuda": torch.version.cuda,
-        "driver": nvml.driver_version(),
-        "device_type": device.type,
-        "device_name": device_name(device),
-        "host": socket.gethostname(),
-        "git_commit": _git("rev-parse", "HEAD"),
-        "git_dirty": None if status is None else bool(status),
-    }
+    return Environment(
+        python=platform.python_version(),
+        packages={name: _version(name) for name in PACKAGES},
+        cuda=torch.version.cuda,
+        driver=nvml.driver_version(),
+        device_type=device.type,
+        device_name=device_name(device),
+        host=socket.gethostname(),
+        git_commit=_git("rev-parse", "HEAD"),
+        git_dirty=None if status is None else bool(status),
+    )

@@ -38,7 +38,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.weak import WeakIdKeyDictionary
 
-CATEGORIES = ("trainable_weights", "frozen_weights", "gradients", "optimizer_state", "activations", "other")
+from results.schema import MEMORY_CATEGORIES as CATEGORIES
 
 # The CUDA caching allocator hands out blocks in multiples of 512 bytes.
 CUDA_ALLOCATION_GRANULARITY_BYTES = 512

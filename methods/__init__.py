@@ -1,18 +1,36 @@
 """Registry of training methods: name -> Method. Adding a method is one file plus one line."""
 
-from methods import adam8bit, full, galore, layerwise, lora, low_rank, relora
+import logging
+
+# bitsandbytes (imported by our 8-bit methods, by peft and by transformers' schedulers) tries,
+# on CPUs with AVX512-BF16, to fetch an optional 4-bit kernel from the Hub at import and logs
+# a warning on every start when it cannot. No method uses 4-bit kernels; every import of
+# bitsandbytes here goes through this package, so this line runs before it.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+from methods import adam8bit, full, galore, layerwise, lora, low_rank, relora  # noqa: E402
+from methods.base import Training  # noqa: E402
 
 METHODS = {
-    "full": full.METHOD,
-    "adam8bit": adam8bit.METHOD,
-    "lora": lora.METHOD,
-    "relora": relora.METHOD,
-    "low_rank": low_rank.METHOD,
-    "galore": galore.GALORE,
-    "galore8bit": galore.GALORE_8BIT,
-    "galore_layerwise": galore.GALORE_LAYERWISE,
-    "galore8bit_layerwise": galore.GALORE_8BIT_LAYERWISE,
-    "galore_ref": galore.GALORE_REFERENCE,
-    "full_layerwise": layerwise.FULL_METHOD,
-    "adam8bit_layerwise": layerwise.ADAM8BIT_METHOD,
+    method.name: method
+    for method in (
+        full.METHOD,
+        adam8bit.METHOD,
+        lora.METHOD,
+        relora.METHOD,
+        low_rank.METHOD,
+        galore.GALORE,
+        galore.GALORE_8BIT,
+        galore.GALORE_LAYERWISE,
+        galore.GALORE_8BIT_LAYERWISE,
+        galore.GALORE_REFERENCE,
+        layerwise.FULL_METHOD,
+        layerwise.ADAM8BIT_METHOD,
+    )
 }
+
+
+def prepare_training(model, spec, workload) -> Training:
+    """The spec's method applied to `model`: its options parsed from spec.method_options."""
+    method = METHODS[spec.method]
+    return method.prepare(model, spec, method.parse_options(spec.method_options), workload)

@@ -1,13 +1,11 @@
 """8-bit Adam: bitsandbytes' AdamW with blockwise-quantized moments."""
 
-import bitsandbytes as bnb
-
-from methods.base import Method, NoOptions, Training, warmup_cosine_schedule
+from methods.base import Method, NoOptions, Training, adamw8bit, warmup_cosine_schedule
 
 
-def prepare(model, spec):
-    optimizer = bnb.optim.AdamW8bit(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+def prepare(model, spec, options, workload):
+    optimizer = adamw8bit(list(model.parameters()), spec)
     return Training(model=model, optimizer=optimizer, scheduler=warmup_cosine_schedule(optimizer, spec))
 
 
-METHOD = Method(prepare=prepare, options=NoOptions, summary="bitsandbytes AdamW8bit (blockwise 8-bit moments)")
+METHOD = Method("adam8bit", prepare, NoOptions, "bitsandbytes AdamW8bit (blockwise 8-bit moments)")

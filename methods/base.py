@@ -1,11 +1,15 @@
-"""The method contract: a method turns a model into something trainable."""
+"""The method contract: a method turns a model into something trainable; and the parts
+methods share (AdamW and 8-bit AdamW, the schedule, picking Linear layers by name)."""
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Callable
 
+import bitsandbytes
+import bitsandbytes.functional
 import torch
 from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
+from suites.options import parse_options
 from suites.spec import RunSpec
 
 
@@ -30,23 +34,21 @@ class Training:
 
 @dataclass(frozen=True)
 class Method:
-    """A registered method: its options dataclass and the function that prepares a model."""
+    """A registered method: its name, options dataclass and the function that prepares a model."""
 
-    prepare: Callable[[torch.nn.Module, RunSpec], Training]
+    name: str
+    """The name suites and run specs use, e.g. "galore8bit_layerwise"."""
+    prepare: Callable
+    """prepare(model, spec, options, workload) -> Training: `options` is an instance of
+    `options` parsed from spec.method_options, `workload` the run's registered workload."""
     options: type
-    """Dataclass of the method's options, every field with a default."""
+    """Frozen dataclass of the method's options, every field with a default and a docstring."""
     summary: str
     """One line for `harness.py list`."""
 
     def parse_options(self, values: dict):
-        """Build the options dataclass, naming any key it does not accept."""
-        accepted = {f.name for f in fields(self.options)}
-        unknown = sorted(set(values) - accepted)
-        if unknown:
-            raise ValueError(
-                f"unknown option(s) {', '.join(unknown)}; accepted: {', '.join(sorted(accepted)) or 'none'}"
-            )
-        return self.options(**values)
+        """The options dataclass; an OptionError names any key or value it does not accept."""
+        return parse_options(self.options, values)
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,20 @@ def adamw(parameters: list[torch.nn.Parameter], spec: RunSpec) -> torch.optim.Ad
     return torch.optim.AdamW(
         parameters, lr=spec.lr, weight_decay=spec.weight_decay, fused=on_cuda, foreach=not on_cuda
     )
+
+
+def adamw8bit(parameters: list[torch.nn.Parameter], spec: RunSpec):
+    """bitsandbytes' AdamW8bit (blockwise 8-bit moments) at the spec's lr and weight decay."""
+    return bitsandbytes.optim.AdamW8bit(parameters, lr=spec.lr, weight_decay=spec.weight_decay)
+
+
+def linear_layers(model: torch.nn.Module, suffixes) -> dict[str, torch.nn.Linear]:
+    """name -> module of the Linear layers named one of `suffixes` or ending in "." plus one of them."""
+    return {
+        name: module
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and any(name == s or name.endswith("." + s) for s in suffixes)
+    }
 
 
 def warmup_cosine_schedule(optimizer: torch.optim.Optimizer, spec: RunSpec):

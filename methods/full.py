@@ -3,9 +3,9 @@
 from methods.base import Method, NoOptions, Training, adamw, warmup_cosine_schedule
 
 
-def prepare(model, spec):
+def prepare(model, spec, options, workload):
     optimizer = adamw(list(model.parameters()), spec)
     return Training(model=model, optimizer=optimizer, scheduler=warmup_cosine_schedule(optimizer, spec))
 
 
-METHOD = Method(prepare=prepare, options=NoOptions, summary="full-rank AdamW (torch, fused on CUDA)")
+METHOD = Method("full", prepare, NoOptions, "full-rank AdamW (torch, fused on CUDA)")

@@ -9,19 +9,18 @@ from dataclasses import dataclass
 
 import torch
 
-from methods.base import Method, Training, warmup_cosine_schedule
+from methods.base import Method, Training, linear_layers, warmup_cosine_schedule
 from methods.galore_adamw import GaLoreAdamW
 from methods.galore_adamw8bit import GaLoreAdamW8bit
 from methods.galore_projector import PROJ_TYPES
 from methods.layerwise import layerwise_training
-from suites.models import size_default
-from workloads import WORKLOADS
+from workloads.sizes import size_default
 
 
 @dataclass(frozen=True)
 class GaLoreOptions:
     rank: int | None = None
-    """Projection rank r; None takes the model size's galore_rank from suites/models.toml."""
+    """Projection rank r; None takes the model size's galore_rank from workloads/sizes.toml."""
     update_proj_gap: int = 200
     """T: the projector is recomputed from the gradient's SVD every T steps, step 0 included."""
     scale: float = 0.25
@@ -33,31 +32,19 @@ class GaLoreOptions:
 
     def __post_init__(self):
         if self.proj_type not in PROJ_TYPES:
-            raise ValueError(f"method option proj_type {self.proj_type!r} is not known; accepted: {', '.join(PROJ_TYPES)}")
+            raise ValueError(f"options.proj_type {self.proj_type!r} is not known; accepted: {', '.join(PROJ_TYPES)}")
         if self.rank is not None and self.rank < 1:
-            raise ValueError(f"method option rank must be a positive integer, got {self.rank!r}")
+            raise ValueError(f"options.rank must be a positive integer, got {self.rank!r}")
         if self.update_proj_gap < 1:
-            raise ValueError(f"method option update_proj_gap must be a positive integer, got {self.update_proj_gap!r}")
+            raise ValueError(f"options.update_proj_gap must be a positive integer, got {self.update_proj_gap!r}")
 
 
-def projected_weights(model: torch.nn.Module, targets) -> list[torch.nn.Parameter]:
-    """The weights of Linear layers whose module name is, or ends with ".", one of targets."""
-    return [
-        module.weight
-        for name, module in model.named_modules()
-        if isinstance(module, torch.nn.Linear)
-        and module.weight.requires_grad
-        and any(name == target or name.endswith("." + target) for target in targets)
-    ]
-
-
-def param_groups(model: torch.nn.Module, spec) -> list[dict]:
+def param_groups(model: torch.nn.Module, spec, options: GaLoreOptions, workload) -> list[dict]:
     """A plain group and a GaLore group (the optimizers' per-group rank, T, α, proj_type)."""
-    options = GALORE.parse_options(spec.method_options)
-    targets = options.target_modules or WORKLOADS[spec.workload].target_modules
-    projected = projected_weights(model, targets)
+    targets = options.target_modules or workload.target_modules
+    projected = [layer.weight for layer in linear_layers(model, targets).values() if layer.weight.requires_grad]
     if not projected:
-        raise ValueError(f"method option target_modules {list(targets)} matches no Linear layer of the model")
+        raise ValueError(f"options.target_modules {list(targets)} matches no Linear layer of the model")
     projected_ids = {id(p) for p in projected}
     plain = [p for p in model.parameters() if p.requires_grad and id(p) not in projected_ids]
     rank = options.rank or size_default(spec.workload, spec.size, "galore_rank")
@@ -71,17 +58,18 @@ def param_groups(model: torch.nn.Module, spec) -> list[dict]:
 
 
 def _one_optimizer(optimizer_class):
-    def prepare(model, spec) -> Training:
-        optimizer = optimizer_class(param_groups(model, spec), lr=spec.lr, weight_decay=spec.weight_decay)
+    def prepare(model, spec, options, workload) -> Training:
+        groups = param_groups(model, spec, options, workload)
+        optimizer = optimizer_class(groups, lr=spec.lr, weight_decay=spec.weight_decay)
         return Training(model=model, optimizer=optimizer, scheduler=warmup_cosine_schedule(optimizer, spec))
 
     return prepare
 
 
 def _layerwise(optimizer_class):
-    def prepare(model, spec) -> Training:
+    def prepare(model, spec, options, workload) -> Training:
         optimizer_of = {}
-        for group in param_groups(model, spec):
+        for group in param_groups(model, spec, options, workload):
             for p in group["params"]:
                 optimizer_of[p] = optimizer_class(
                     [{**group, "params": [p]}], lr=spec.lr, weight_decay=spec.weight_decay
@@ -91,20 +79,28 @@ def _layerwise(optimizer_class):
     return prepare
 
 
-def prepare_reference(model, spec) -> Training:
+def prepare_reference(model, spec, options, workload) -> Training:
     """galore-torch's own GaLoreAdamW, to compare with ours in the same suite."""
     try:
         from galore_torch import GaLoreAdamW as ReferenceGaLoreAdamW
     except ImportError as error:
         raise RuntimeError("method galore_ref needs the galore-torch package: pip install galore-torch==1.0") from error
     optimizer = ReferenceGaLoreAdamW(
-        param_groups(model, spec), lr=spec.lr, weight_decay=spec.weight_decay, no_deprecation_warning=True
+        param_groups(model, spec, options, workload), lr=spec.lr, weight_decay=spec.weight_decay, no_deprecation_warning=True
     )
     return Training(model=model, optimizer=optimizer, scheduler=warmup_cosine_schedule(optimizer, spec))
 
 
-GALORE = Method(_one_optimizer(GaLoreAdamW), GaLoreOptions, "GaLore AdamW (low-rank projected moments)")
-GALORE_8BIT = Method(_one_optimizer(GaLoreAdamW8bit), GaLoreOptions, "GaLore with bitsandbytes 8-bit moments")
-GALORE_LAYERWISE = Method(_layerwise(GaLoreAdamW), GaLoreOptions, "GaLore AdamW, layer-wise updates")
-GALORE_8BIT_LAYERWISE = Method(_layerwise(GaLoreAdamW8bit), GaLoreOptions, "8-bit GaLore, layer-wise updates")
-GALORE_REFERENCE = Method(prepare_reference, GaLoreOptions, "galore-torch 1.0's GaLoreAdamW (the reference)")
+GALORE = Method("galore", _one_optimizer(GaLoreAdamW), GaLoreOptions, "GaLore AdamW (low-rank projected moments)")
+GALORE_8BIT = Method(
+    "galore8bit", _one_optimizer(GaLoreAdamW8bit), GaLoreOptions, "GaLore with bitsandbytes 8-bit moments"
+)
+GALORE_LAYERWISE = Method(
+    "galore_layerwise", _layerwise(GaLoreAdamW), GaLoreOptions, "GaLore AdamW, layer-wise updates"
+)
+GALORE_8BIT_LAYERWISE = Method(
+    "galore8bit_layerwise", _layerwise(GaLoreAdamW8bit), GaLoreOptions, "8-bit GaLore, layer-wise updates"
+)
+GALORE_REFERENCE = Method(
+    "galore_ref", prepare_reference, GaLoreOptions, "galore-torch 1.0's GaLoreAdamW (the reference)"
+)

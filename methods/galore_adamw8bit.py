@@ -8,9 +8,9 @@ galore-torch's AdamW8bit this never copies the full weight and never synchronize
 
 import math
 
-import bitsandbytes.functional as bnb_functional
 import torch
 
+from methods.base import bitsandbytes
 from methods.galore_adamw import GaLoreAdamW
 from methods.galore_projector import add_projected_back, low_rank_gradient
 
@@ -20,8 +20,8 @@ BLOCK_SIZE = 256
 
 def quantization_maps(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """bitsandbytes' dynamic maps: signed for the first moment, unsigned for the second."""
-    signed = bnb_functional.create_dynamic_map(signed=True).to(device)
-    unsigned = bnb_functional.create_dynamic_map(signed=False).to(device)
+    signed = bitsandbytes.functional.create_dynamic_map(signed=True).to(device)
+    unsigned = bitsandbytes.functional.create_dynamic_map(signed=False).to(device)
     return signed, unsigned
 
 
@@ -85,13 +85,13 @@ class GaLoreAdamW8bit(GaLoreAdamW):
         """bitsandbytes' fused Adam update of target, in place, with this state's moments."""
         beta1, beta2 = group["betas"]
         if state["state1"].dtype == torch.uint8:
-            bnb_functional.optimizer_update_8bit_blockwise(
+            bitsandbytes.functional.optimizer_update_8bit_blockwise(
                 "adam", grad, target, state["state1"], state["state2"], beta1, beta2, 0.0, 0.0, group["eps"],
                 state["step"], group["lr"], state["qmap1"], state["qmap2"], state["absmax1"], state["absmax2"],
                 weight_decay=weight_decay,
             )  # fmt: skip
         else:
-            bnb_functional.optimizer_update_32bit(
+            bitsandbytes.functional.optimizer_update_32bit(
                 "adam", grad, target, state["state1"], beta1, group["eps"], state["step"], group["lr"],
                 state["state2"], beta2, weight_decay=weight_decay,
             )  # fmt: skip

@@ -9,10 +9,9 @@ drives the one LayerwiseOptimizer below, advances once per step as for any other
 
 from collections.abc import Mapping
 
-import bitsandbytes as bnb
 import torch
 
-from methods.base import Method, NoOptions, Training, adamw, warmup_cosine_schedule
+from methods.base import Method, NoOptions, Training, adamw, adamw8bit, warmup_cosine_schedule
 
 
 class _MergedState(Mapping):
@@ -95,21 +94,17 @@ def layerwise_training(model: torch.nn.Module, spec, optimizer_of: dict) -> Trai
     )
 
 
-def _trainable(model):
-    return [p for p in model.parameters() if p.requires_grad]
+def _one_optimizer_per_parameter(make_optimizer):
+    def prepare(model, spec, options, workload) -> Training:
+        optimizer_of = {p: make_optimizer([p], spec) for p in model.parameters() if p.requires_grad}
+        return layerwise_training(model, spec, optimizer_of)
+
+    return prepare
 
 
-def prepare_full(model, spec):
-    optimizer_of = {p: adamw([p], spec) for p in _trainable(model)}
-    return layerwise_training(model, spec, optimizer_of)
-
-
-def prepare_adam8bit(model, spec):
-    optimizer_of = {p: bnb.optim.AdamW8bit([p], lr=spec.lr, weight_decay=spec.weight_decay) for p in _trainable(model)}
-    return layerwise_training(model, spec, optimizer_of)
-
-
-FULL_METHOD = Method(prepare=prepare_full, options=NoOptions, summary="full-rank AdamW, layer-wise updates")
+FULL_METHOD = Method(
+    "full_layerwise", _one_optimizer_per_parameter(adamw), NoOptions, "full-rank AdamW, layer-wise updates"
+)
 ADAM8BIT_METHOD = Method(
-    prepare=prepare_adam8bit, options=NoOptions, summary="bitsandbytes AdamW8bit, layer-wise updates"
+    "adam8bit_layerwise", _one_optimizer_per_parameter(adamw8bit), NoOptions, "bitsandbytes AdamW8bit, layer-wise updates"
 )

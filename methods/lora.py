@@ -11,7 +11,6 @@ import peft
 import torch
 
 from methods.base import Method, Training, adamw, warmup_cosine_schedule
-from workloads import WORKLOADS
 
 
 @dataclass(frozen=True)
@@ -28,9 +27,8 @@ class LoraOptions:
     """Module-name suffixes to adapt; None takes the workload's attention and MLP Linears."""
 
 
-def wrap_with_lora(model: torch.nn.Module, spec, options: LoraOptions) -> torch.nn.Module:
+def wrap_with_lora(model: torch.nn.Module, options: LoraOptions, workload) -> torch.nn.Module:
     """Return the peft model with the trainable set the options ask for."""
-    workload = WORKLOADS[spec.workload]
     targets = list(options.target_modules or workload.target_modules)
     config = peft.LoraConfig(
         r=options.rank, lora_alpha=options.alpha, lora_dropout=options.dropout, target_modules=targets
@@ -51,11 +49,10 @@ def wrap_with_lora(model: torch.nn.Module, spec, options: LoraOptions) -> torch.
     return lora_model
 
 
-def prepare(model, spec):
-    options = METHOD.parse_options(spec.method_options)
-    lora_model = wrap_with_lora(model, spec, options)
+def prepare(model, spec, options, workload):
+    lora_model = wrap_with_lora(model, options, workload)
     optimizer = adamw([p for p in lora_model.parameters() if p.requires_grad], spec)
     return Training(model=lora_model, optimizer=optimizer, scheduler=warmup_cosine_schedule(optimizer, spec))
 
 
-METHOD = Method(prepare=prepare, options=LoraOptions, summary="LoRA via peft on attention/MLP Linears")
+METHOD = Method("lora", prepare, LoraOptions, "LoRA via peft on attention/MLP Linears")

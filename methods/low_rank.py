@@ -16,8 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from methods import full
-from methods.base import Method
-from workloads import WORKLOADS
+from methods.base import Method, NoOptions, linear_layers
 
 
 @dataclass(frozen=True)
@@ -48,11 +47,7 @@ def factorised(linear: torch.nn.Linear, rank: int) -> torch.nn.Sequential:
 
 def factorise_linears(model: torch.nn.Module, suffixes: tuple[str, ...], rank: int) -> int:
     """Replace each Linear whose name ends in one of `suffixes` in place; returns how many."""
-    targets = [
-        name
-        for name, module in model.named_modules()
-        if isinstance(module, torch.nn.Linear) and any(name == s or name.endswith("." + s) for s in suffixes)
-    ]
+    targets = list(linear_layers(model, suffixes))
     for name in targets:
         parent_name, _, child_name = name.rpartition(".")
         parent = model.get_submodule(parent_name)
@@ -60,16 +55,16 @@ def factorise_linears(model: torch.nn.Module, suffixes: tuple[str, ...], rank: i
     return len(targets)
 
 
-def prepare(model, spec):
-    options = METHOD.parse_options(spec.method_options)
-    suffixes = tuple(options.target_modules or WORKLOADS[spec.workload].target_modules)
+def prepare(model, spec, options, workload):
+    suffixes = tuple(options.target_modules or workload.target_modules)
     if factorise_linears(model, suffixes, options.rank) == 0:
-        raise ValueError(f"low_rank option target_modules {suffixes} matched no Linear layer of the model")
-    return full.prepare(model, spec)
+        raise ValueError(f"options.target_modules {suffixes} matched no Linear layer of the model")
+    return full.prepare(model, spec, NoOptions(), workload)
 
 
 METHOD = Method(
-    prepare=prepare,
-    options=LowRankOptions,
-    summary="Low-Rank baseline: attention/MLP weights factorised W = B A, trained from scratch with AdamW",
+    "low_rank",
+    prepare,
+    LowRankOptions,
+    "Low-Rank baseline: attention/MLP weights factorised W = B A, trained from scratch with AdamW",
 )

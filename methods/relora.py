@@ -43,16 +43,16 @@ class ReloraOptions(LoraOptions):
 
     def __post_init__(self):
         if self.reset_interval < 1:
-            raise ValueError(f"relora option reset_interval must be >= 1, got {self.reset_interval}")
+            raise ValueError(f"options.reset_interval must be >= 1, got {self.reset_interval}")
         if self.state_pruning not in STATE_PRUNING:
             raise ValueError(
-                f"relora option state_pruning {self.state_pruning!r} is not known; accepted: {', '.join(STATE_PRUNING)}"
+                f"options.state_pruning {self.state_pruning!r} is not known; accepted: {', '.join(STATE_PRUNING)}"
             )
         for name in ("restart_warmup_steps", "warm_start_steps"):
             if getattr(self, name) < 0:
-                raise ValueError(f"relora option {name} must be >= 0, got {getattr(self, name)}")
+                raise ValueError(f"options.{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.pruning_ratio <= 1:
-            raise ValueError(f"relora option pruning_ratio must be in [0, 1], got {self.pruning_ratio}")
+            raise ValueError(f"options.pruning_ratio must be in [0, 1], got {self.pruning_ratio}")
 
 
 def restart_steps(options: ReloraOptions, total_steps: int) -> tuple[int, ...]:
@@ -104,11 +104,10 @@ def prune_moments_(optimizer: torch.optim.AdamW, parameters, options: ReloraOpti
         first.masked_fill_(second == 0, 0)
 
 
-def prepare(model, spec):
-    options = METHOD.parse_options(spec.method_options)
+def prepare(model, spec, options, workload):
     if options.warm_start_steps >= spec.steps:
-        raise ValueError(f"relora option warm_start_steps ({options.warm_start_steps}) must be below steps ({spec.steps})")
-    lora_model = wrap_with_lora(model, spec, options)
+        raise ValueError(f"options.warm_start_steps ({options.warm_start_steps}) must be below steps ({spec.steps})")
+    lora_model = wrap_with_lora(model, options, workload)
     lora_parameters = {p for name, p in lora_model.named_parameters() if "lora_" in name}
     relora_trainable = {p for p in lora_model.parameters() if p.requires_grad}
     if options.warm_start_steps:
@@ -144,7 +143,5 @@ def prepare(model, spec):
 
 
 METHOD = Method(
-    prepare=prepare,
-    options=ReloraOptions,
-    summary="ReLoRA: peft LoRA merged and restarted every reset_interval steps, jagged cosine lr",
+    "relora", prepare, ReloraOptions, "ReLoRA: peft LoRA merged and restarted every reset_interval steps, jagged cosine lr"
 )

@@ -3,27 +3,26 @@ optimizer state, activations, other), one panel per workload."""
 
 from pathlib import Path
 
-from meters.tracker import CATEGORIES
+from reports.columns import MIB
 from reports.plots import ok_runs_by_workload, panels, save
-from reports.table import MIB
+from results.schema import MEMORY_CATEGORIES, Record
 
 
-
-def memory_breakdown(records: list[dict], path: Path):
+def memory_breakdown(records: list[Record], path: Path):
     """One bar per method label (its first successful seed), stacked by category, in MiB."""
     by_workload: dict[str, dict[str, dict]] = {}
     for workload, runs in ok_runs_by_workload(records).items():
         for record in runs:
-            breakdown = record.get("memory", {}).get("tracker_at_peak_bytes")
+            breakdown = record.memory.tracker_at_peak_bytes
             if breakdown:
-                by_workload.setdefault(workload, {}).setdefault(record["label"], breakdown)
+                by_workload.setdefault(workload, {}).setdefault(record.label, breakdown)
     if not by_workload:
         return None
     figure, axes = panels(len(by_workload), 4.5)
     for axis, (workload, breakdowns) in zip(axes, by_workload.items()):
         labels = list(breakdowns)
         bottoms = [0.0] * len(labels)
-        for category in CATEGORIES:
+        for category in MEMORY_CATEGORIES:
             heights = [breakdowns[label][category] / MIB for label in labels]
             axis.bar(labels, heights, bottom=bottoms, label=category.replace("_", " "))
             bottoms = [b + h for b, h in zip(bottoms, heights)]

@@ -8,14 +8,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen before pyplot loads
 
 from reports.table import workload_name  # noqa: E402
+from results.schema import Record  # noqa: E402
 
 
-def ok_runs_by_workload(records: list[dict]) -> dict[str, list[dict]]:
+def ok_runs_by_workload(records: list[Record]) -> dict[str, list[Record]]:
     """Successful runs grouped by the table's workload name (a GLUE task gets its own panel)."""
-    by_workload: dict[str, list[dict]] = {}
+    by_workload: dict[str, list[Record]] = {}
     for record in records:
-        if record["status"] == "ok":
-            by_workload.setdefault(workload_name(record["spec"]), []).append(record)
+        if record.status == "ok":
+            by_workload.setdefault(workload_name(record), []).append(record)
     return by_workload
 
 
@@ -32,7 +33,7 @@ def save(figure, path: Path) -> Path:
     return path
 
 
-def loss_curves(records: list[dict], path: Path):
+def loss_curves(records: list[Record], path: Path):
     """Training loss against step, one line per successful run, one panel per workload."""
     by_workload = ok_runs_by_workload(records)
     if not by_workload:
@@ -40,9 +41,9 @@ def loss_curves(records: list[dict], path: Path):
     figure, axes = panels(len(by_workload), 4)
     for axis, (workload, runs) in zip(axes, by_workload.items()):
         for record in runs:
-            label = f"{record['label']} (seed {record['spec']['seed']})"
-            axis.plot(record["metrics"]["loss_curve"], label=label)
-        floor = runs[0]["metrics"].get("loss_floor")
+            label = f"{record.label} (seed {record.spec.seed})"
+            axis.plot(record.metrics.loss_curve, label=label)
+        floor = runs[0].metrics.loss_floor
         if floor is not None:
             axis.axhline(floor, color="gray", linestyle="--", label="entropy floor")
         axis.set(title=workload, xlabel="optimizer step", ylabel="training loss (nats/token)")

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from reports import plots
+from reports.columns import COLUMNS
 from reports.memory_plot import memory_breakdown
 from reports.table import runs_frame, summary_table
 from results.records import latest_by_run, read_records
@@ -24,7 +25,8 @@ def render_report(results_path: Path, out_dir: Path | None = None) -> Path:
     table = summary_table(runs)
     # Throughputs read best as whole numbers, everything else with four significant digits; a
     # figure a workload does not have (a floor, a task score) shows as a dash, not nan.
-    number_formats = [".0f" if column == "tokens/s" else ".4g" for column in table.columns]
+    formats = {column.title: column.number_format for column in COLUMNS}
+    number_formats = [formats.get(title, ".4g") for title in table.columns]
     shown = table.astype(object).where(table.notna(), None)
     lines += ["## Comparison", "", shown.to_markdown(index=False, floatfmt=number_formats, missingval="–"), ""]
     lines += [

@@ -1,42 +1,47 @@
-"""Reading and appending run records (JSON lines)."""
+"""Reading and appending run records (JSON lines, one results/schema.Record per line)."""
 
 import json
+import sys
 from pathlib import Path
 
-STATUSES = ("ok", "oom", "nan", "error")
-FINISHED = ("ok", "oom", "nan")
-"""Outcomes that re-running the same spec would repeat; `error` runs are retried on resume."""
+from results.schema import FINISHED, Record, RecordError
 
 
-def append_record(path: Path, record: dict):
+def append_record(path: Path, record: Record):
     """Append one record as one line, flushed, so a crash later loses nothing written before."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:
-        f.write(json.dumps(record, sort_keys=True) + "\n")
+        f.write(json.dumps(record.to_json(), sort_keys=True) + "\n")
         f.flush()
 
 
-def read_records(path: Path) -> list[dict]:
-    """All records in file order; a torn last line (a killed writer) is skipped, not fatal."""
-    if not Path(path).exists():
+def read_records(path: Path) -> list[Record]:
+    """All records in file order. A line that is not a record (a torn last line from a killed
+    writer, garbage) is reported on stderr with its line number and skipped."""
+    path = Path(path)
+    if not path.exists():
         return []
     records = []
-    for line in Path(path).read_text().splitlines():
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(Record.from_json(json.loads(line)))
+        except json.JSONDecodeError as error:
+            print(f"warning: {path}:{number}: skipped, not JSON ({error.msg})", file=sys.stderr)
+        except RecordError as error:
+            print(f"warning: {path}:{number}: skipped, not a run record ({error})", file=sys.stderr)
     return records
 
 
-def latest_by_run(records: list[dict]) -> list[dict]:
+def latest_by_run(records: list[Record]) -> list[Record]:
     """The last record of each run id, in first-seen order (a retried run replaces its error)."""
-    latest: dict[str, dict] = {}
+    latest: dict[str, Record] = {}
     for record in records:
-        latest[record["run_id"]] = record
+        latest[record.run_id] = record
     return list(latest.values())
 
 
 def finished_run_ids(path: Path) -> set[str]:
-    return {r["run_id"] for r in read_records(path) if r.get("status") in FINISHED}
+    return {record.run_id for record in read_records(path) if record.status in FINISHED}

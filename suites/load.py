@@ -1,7 +1,9 @@
 """Reads a suite file (TOML) and expands its grid into run specs, refusing bad input early.
 
 Every problem is reported as one line naming the file, the key and the accepted values,
-before any run starts.
+before any run starts. Spec fields merge from the least to the most specific table:
+[defaults], then the workload entry, then the method entry, then --set; `data` tables merge
+key by key the same way, and are checked against the workload's data options.
 """
 
 import tomllib
@@ -10,15 +12,18 @@ from itertools import product
 from pathlib import Path
 
 from methods import METHODS
-from suites.models import model_sizes
-from suites.spec import RunSpec
+from suites.options import OptionError, check_value, check_values, parse_options
+from suites.spec import DEVICES, DTYPES, RunSpec
 from workloads import WORKLOADS
+from workloads.sizes import model_sizes
 
 GRID_FIELDS = ("workload", "size", "method", "method_options", "seed")
 SPEC_TYPES = {f.name: f.type for f in fields(RunSpec) if f.name not in GRID_FIELDS}
-CHOICES = {"dtype": ("float32", "bfloat16"), "device": ("auto", "cpu", "cuda")}
+CHOICES = {"dtype": tuple(DTYPES), "device": DEVICES}
 POSITIVE = ("steps", "batch_size", "grad_accum", "seq_len", "lr")
 TOP_LEVEL_KEYS = ("name", "description", "seeds", "defaults", "workloads", "methods")
+WORKLOAD_KEYS = ("name", "size")
+METHOD_KEYS = ("name", "label", "options", "size_options", "sizes")
 
 
 class SuiteError(ValueError):
@@ -39,18 +44,24 @@ class Suite:
     runs: list[PlannedRun]
 
 
-def _type_name(expected: type) -> str:
-    return {dict: "a table", str: "a string", int: "an integer", float: "a number", bool: "a boolean"}[expected]
+@dataclass(frozen=True)
+class _MethodEntry:
+    where: str
+    """e.g. "methods[2]." for error lines."""
+    label: str
+    fields: dict
+    """RunSpec fields the entry sets, "method" and "method_options" included."""
+    size_options: dict
+    """size -> options merged over `options` for that size."""
+    sizes: list[str] | None
+    """The model sizes it pairs with; None for all."""
 
 
 def _check_value(where: str, key: str, value, source: str):
-    expected = SPEC_TYPES[key]
-    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    type_ok = (expected is float and is_number) or (
-        isinstance(value, expected) and not (expected is int and isinstance(value, bool))
-    )
-    if not type_ok:
-        raise SuiteError(f"{source}: {where}{key} = {value!r} must be {_type_name(expected)}")
+    try:
+        check_value(SPEC_TYPES[key], f"{where}{key}", value)
+    except OptionError as error:
+        raise SuiteError(f"{source}: {error}") from None
     if key in CHOICES and value.split(":")[0] not in CHOICES[key]:
         raise SuiteError(f"{source}: {where}{key} = {value!r}; accepted: {', '.join(CHOICES[key])}")
     if key in POSITIVE and value <= 0:
@@ -79,6 +90,13 @@ def _require(table: dict, key: str, where: str, source: str, accepted) -> str:
     return table[key]
 
 
+def _table(entry: dict, key: str, where: str, source: str) -> dict:
+    value = entry.get(key, {})
+    if not isinstance(value, dict):
+        raise SuiteError(f"{source}: {where}{key} = {value!r} must be a table")
+    return value
+
+
 def _entries(document: dict, key: str, source: str) -> list[dict]:
     entries = document.get(key)
     if not entries or not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
@@ -86,30 +104,52 @@ def _entries(document: dict, key: str, source: str) -> list[dict]:
     return entries
 
 
-def _workload_entry(index: int, entry: dict, source: str) -> dict:
+def _workload_entry(index: int, entry: dict, source: str) -> tuple[str, dict]:
     where = f"workloads[{index}]."
     name = _require(entry, "name", where, source, list(WORKLOADS))
     size = _require(entry, "size", where, source, model_sizes(name))
-    return {"workload": name, "size": size, **_spec_fields(entry, where, source, ("name", "size"))}
+    return where, {"workload": name, "size": size, **_spec_fields(entry, where, source, WORKLOAD_KEYS)}
 
 
-def _method_entry(index: int, entry: dict, source: str) -> tuple[str, dict, list[str] | None]:
-    """(label, spec fields, the model sizes it pairs with: None for all)."""
+def _method_entry(index: int, entry: dict, source: str, suite_sizes: list[str]) -> _MethodEntry:
     where = f"methods[{index}]."
     name = _require(entry, "name", where, source, list(METHODS))
-    options = entry.get("options", {})
-    if not isinstance(options, dict):
-        raise SuiteError(f"{source}: {where}options must be a table")
-    try:
-        METHODS[name].parse_options(options)
-    except (TypeError, ValueError) as error:
-        raise SuiteError(f"{source}: {where}options: {error}") from None
+    options = _table(entry, "options", where, source)
+    size_options = _table(entry, "size_options", where, source)
+    for size, table in size_options.items():
+        if size not in suite_sizes:
+            raise SuiteError(f"{source}: {where}size_options.{size} is no workload size here; "
+                             f"accepted: {', '.join(suite_sizes)}")
+        if not isinstance(table, dict):
+            raise SuiteError(f"{source}: {where}size_options.{size} = {table!r} must be a table of options")
     sizes = entry.get("sizes")
     if sizes is not None and not (isinstance(sizes, list) and sizes and all(isinstance(s, str) for s in sizes)):
         raise SuiteError(f"{source}: {where}sizes = {sizes!r} must be a non-empty list of model sizes")
+    for size in sizes or ():
+        if size not in suite_sizes:
+            raise SuiteError(f"{source}: {where}sizes: {size!r} is no workload size here; "
+                             f"accepted: {', '.join(suite_sizes)}")
     label = entry.get("label", name)
-    fields_set = _spec_fields(entry, where, source, ("name", "label", "options", "sizes"))
-    return label, {"method": name, "method_options": options, **fields_set}, sizes
+    fields_set = _spec_fields(entry, where, source, METHOD_KEYS)
+    return _MethodEntry(where, label, {"method": name, "method_options": options, **fields_set}, size_options, sizes)
+
+
+def _merged_data(workload_where: str, workload_name: str, layers: list[tuple[str, dict]], source: str) -> dict:
+    """The data tables of every layer, (where, table), merged: each layer's keys checked
+    against the workload's data options, then the whole (required keys, allowed values)."""
+    options_class = WORKLOADS[workload_name].data_options
+    merged = {}
+    for where, data in layers:
+        try:
+            check_values(options_class, data)
+        except OptionError as error:
+            raise SuiteError(f"{source}: {where}{error} (workload {workload_name})") from None
+        merged.update(data)
+    try:
+        parse_options(options_class, merged, "data.")
+    except OptionError as error:
+        raise SuiteError(f"{source}: {workload_where}{error}") from None
+    return merged
 
 
 def parse_assignment(assignment: str, flag: str) -> tuple[str, object]:
@@ -124,7 +164,8 @@ def parse_assignment(assignment: str, flag: str) -> tuple[str, object]:
 
 
 def parse_overrides(assignments: list[str]) -> dict:
-    """--set `key=value` strings; data.x sets data's x."""
+    """--set `key=value` strings; data.x sets data's x (checked against each workload when
+    the suite is loaded)."""
     overrides: dict = {}
     for assignment in assignments:
         key, value = parse_assignment(assignment, "--set")
@@ -154,26 +195,30 @@ def load_suite(path: str | Path, overrides: dict | None = None) -> Suite:
     seeds = document.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds or not all(type(s) is int for s in seeds):
         raise SuiteError(f"{source}: seeds = {seeds!r} must be a non-empty list of integers")
-    defaults = _spec_fields(document.get("defaults", {}), "defaults.", source, ())
+    defaults = _spec_fields(_table(document, "defaults", "", source), "defaults.", source, ())
     workloads = [_workload_entry(i, e, source) for i, e in enumerate(_entries(document, "workloads", source))]
-    methods = [_method_entry(i, e, source) for i, e in enumerate(_entries(document, "methods", source))]
-
-    suite_sizes = [w["size"] for w in workloads]
-    for index, (_, _, sizes) in enumerate(methods):
-        for size in sizes or ():
-            if size not in suite_sizes:
-                raise SuiteError(
-                    f"{source}: methods[{index}].sizes: {size!r} is no workload size here; "
-                    f"accepted: {', '.join(suite_sizes)}"
-                )
+    suite_sizes = [workload["size"] for _, workload in workloads]
+    methods = [_method_entry(i, e, source, suite_sizes) for i, e in enumerate(_entries(document, "methods", source))]
+    overrides = overrides or {}
 
     runs = []
-    for workload, (label, method, sizes), seed in product(workloads, methods, seeds):
+    for (workload_where, workload), method, seed in product(workloads, methods, seeds):
         # A method entry with `sizes` (e.g. a rank that grows with the model) pairs only with those.
-        if sizes is not None and workload["size"] not in sizes:
+        if method.sizes is not None and workload["size"] not in method.sizes:
             continue
-        values = {**defaults, **workload, **method, "seed": seed}
-        for key, value in (overrides or {}).items():
-            values[key] = {**values.get("data", {}), **value} if key == "data" else value
-        runs.append(PlannedRun(label=label, spec=RunSpec(**values)))
+        options = {**method.fields["method_options"], **method.size_options.get(workload["size"], {})}
+        try:
+            parse_options(METHODS[method.fields["method"]].options, options, "options.")
+        except OptionError as error:
+            raise SuiteError(f"{source}: {method.where}{error}") from None
+        data_layers = [
+            ("defaults.data.", defaults.get("data", {})),
+            (f"{workload_where}data.", workload.get("data", {})),
+            (f"{method.where}data.", method.fields.get("data", {})),
+            ("--set data.", overrides.get("data", {})),
+        ]
+        data = _merged_data(workload_where, workload["workload"], data_layers, source)
+        values = {**defaults, **workload, **method.fields, **overrides, "method_options": options,
+                  "data": data, "seed": seed}
+        runs.append(PlannedRun(label=method.label, spec=RunSpec(**values)))
     return Suite(name=name, description=document.get("description", ""), runs=runs)

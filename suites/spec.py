@@ -4,6 +4,20 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
+import torch
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+"""The parameter dtypes a run or estimate may name, and their torch dtypes."""
+DEVICES = ("auto", "cpu", "cuda")
+"""The device names a run may give; "cuda:N" picks one GPU."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device for a spec's device name ("auto": cuda when available)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -12,7 +26,7 @@ class RunSpec:
     workload: str
     """Registered workload name, e.g. "llama"."""
     size: str
-    """Model config name within the workload (suites/models.toml), e.g. "tiny", "60m"."""
+    """Model config name within the workload (workloads/sizes.toml), e.g. "tiny", "60m"."""
     method: str
     """Registered method name, e.g. "full", "lora"."""
     method_options: dict = field(default_factory=dict)
@@ -42,9 +56,9 @@ class RunSpec:
     eval_batches: int = 4
     """Held-out batches evaluated after training; 0 skips evaluation."""
     dtype: str = "float32"
-    """Parameter dtype: "float32" or "bfloat16"."""
+    """Parameter dtype: one of DTYPES."""
     device: str = "auto"
-    """"cpu", "cuda", or "auto" (cuda when available)."""
+    """One of DEVICES: "cpu", "cuda" (or "cuda:N"), or "auto" (cuda when available)."""
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -4,10 +4,10 @@ import pytest
 import torch
 
 import harness
-from meters.estimate_traced import traced_steps
+from estimates.traced import traced_steps
 from meters.tracker import MemoryTracker
-from methods import METHODS
-from suites.models import model_config
+from methods import prepare_training
+from workloads.sizes import model_config
 from tests.conftest import tiny_spec
 from train import optimizer_step
 from workloads import WORKLOADS
@@ -18,7 +18,7 @@ def measured_steps(spec, steps: int):
     tracking, so that the corpus is not part of the steps)."""
     torch.manual_seed(spec.seed)
     workload = WORKLOADS[spec.workload]
-    training = METHODS[spec.method].prepare(workload.build_model(spec), spec)
+    training = prepare_training(workload.build_model(spec), spec, WORKLOADS[spec.workload])
     tracker = MemoryTracker(training.model, training.optimizer)
     real_batches = workload.train_batches(spec)
     batches = iter([next(real_batches) for _ in range(steps)])
@@ -68,11 +68,17 @@ def test_paper_table_prints_the_full_60m_cell_beside_the_paper(capsys):
     assert "[G=1e9, rounded]" in row
 
 
-def test_traced_estimate_command_prints_peak_and_breakdown(capsys):
-    argv = ["estimate", "--size", "tiny", "--method", "lora", "--option", "rank=4", "--batch", "2", "--seq", "16"]
+def test_traced_estimate_command_prints_the_traced_peak_and_breakdown(capsys):
+    argv = ["estimate", "--size", "small", "--method", "lora", "--option", "rank=4", "--batch", "2", "--seq", "16"]
     assert harness.main(argv) == 0
-    out = capsys.readouterr().out
-    assert "peak:" in out and "frozen_weights" in out and "assumptions and substitutions" in out
+    lines = capsys.readouterr().out.splitlines()
+    spec = tiny_spec(size="small", method="lora", method_options={"rank": 4}, batch_size=2, seq_len=16,
+                     dtype="bfloat16")
+    steps, _ = traced_steps(spec, steps=2)
+    peak = max(steps, key=lambda step: step.peak_bytes)
+    assert next(line for line in lines if line.startswith("peak:")).startswith(f"peak: {peak.peak_bytes / 2**30:.2f} GiB")
+    frozen = next(line for line in lines if line.startswith("frozen_weights")).split()
+    assert float(frozen[1]) == pytest.approx(peak.at_peak_bytes["frozen_weights"] / 2**30, abs=5e-4) and float(frozen[1]) > 0
 
 
 def test_estimate_names_an_unknown_method(capsys):
@@ -81,7 +87,7 @@ def test_estimate_names_an_unknown_method(capsys):
 
 
 def test_paper_7b_report_prints_ours_beside_the_paper(monkeypatch):
-    import meters.estimate_paper_7b as paper_7b
+    import estimates.paper_7b as paper_7b
 
     # The real command traces 7B (seconds per method); the report's logic is the same.
     monkeypatch.setattr(paper_7b, "_spec", lambda method, options, seq_len: tiny_spec(method=method, dtype="bfloat16"))

@@ -5,7 +5,7 @@ import copy
 import pytest
 import torch
 
-from methods import METHODS
+from methods import prepare_training
 from train import optimizer_step
 from workloads import WORKLOADS
 
@@ -28,8 +28,8 @@ def test_layerwise_with_accumulation_gives_the_weights_of_one_optimizer(method, 
     workload = WORKLOADS["llama"]
     torch.manual_seed(0)
     model = workload.build_model(spec)
-    training = METHODS[method].prepare(model, spec)
-    layerwise = METHODS[layerwise_method].prepare(copy.deepcopy(model), layerwise_spec)
+    training = prepare_training(model, spec, WORKLOADS[spec.workload])
+    layerwise = prepare_training(copy.deepcopy(model), layerwise_spec, WORKLOADS[layerwise_spec.workload])
     assert layerwise.steps_in_backward
 
     batches, layerwise_batches = workload.train_batches(spec), workload.train_batches(spec)
@@ -53,30 +53,30 @@ def test_layerwise_with_accumulation_gives_the_weights_of_one_optimizer(method, 
 def test_layerwise_refuses_gradient_clipping_in_one_line():
     spec = tiny_spec(method="galore8bit_layerwise", grad_clip=1.0)
     with pytest.raises(ValueError, match=r"grad_clip = 1.0 cannot be honoured by layer-wise updates") as error:
-        METHODS[spec.method].prepare(WORKLOADS["llama"].build_model(spec), spec)
+        prepare_training(WORKLOADS["llama"].build_model(spec), spec, WORKLOADS[spec.workload])
     assert "\n" not in str(error.value)
 
 
 def test_galore_projects_only_the_target_linear_weights():
     spec = tiny_spec(method="galore", method_options={"target_modules": ["q_proj", "down_proj"]})
-    training = METHODS["galore"].prepare(WORKLOADS["llama"].build_model(spec), spec)
+    training = prepare_training(WORKLOADS["llama"].build_model(spec), spec, WORKLOADS[spec.workload])
     plain, projected = training.optimizer.param_groups
     names = {id(p): name for name, p in training.model.named_parameters()}
     assert sorted(names[id(p)].split(".", 3)[-1] for p in projected["params"]) == [
         "mlp.down_proj.weight", "mlp.down_proj.weight", "self_attn.q_proj.weight", "self_attn.q_proj.weight",
     ]  # fmt: skip
-    assert projected["rank"] == 16  # the tiny size's galore_rank in suites/models.toml
+    assert projected["rank"] == 16  # the tiny size's galore_rank in workloads/sizes.toml
     assert "rank" not in plain and len(plain["params"]) + 4 == len(names)
 
 
 def test_unknown_proj_type_is_refused_naming_the_accepted_values():
     spec = tiny_spec(method="galore", method_options={"proj_type": "diagonal"})
     with pytest.raises(ValueError, match="proj_type 'diagonal' is not known; accepted: std, reverse_std"):
-        METHODS["galore"].prepare(WORKLOADS["llama"].build_model(spec), spec)
+        prepare_training(WORKLOADS["llama"].build_model(spec), spec, WORKLOADS[spec.workload])
 
 
 def test_galore_ref_says_what_to_install_when_galore_torch_is_missing(monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "galore_torch", None)
     spec = tiny_spec(method="galore_ref")
     with pytest.raises(RuntimeError, match="pip install galore-torch"):
-        METHODS["galore_ref"].prepare(WORKLOADS["llama"].build_model(spec), spec)
+        prepare_training(WORKLOADS["llama"].build_model(spec), spec, WORKLOADS[spec.workload])

@@ -10,8 +10,8 @@ from galore_torch import GaLoreAdamW as ReferenceGaLoreAdamW
 from galore_torch import GaLoreAdamW8bit as ReferenceGaLoreAdamW8bit
 from galore_torch.galore_projector import GaLoreProjector
 
-from methods import METHODS
-from methods.galore import param_groups
+from methods import prepare_training
+from methods.galore import GALORE, param_groups
 from methods.galore_adamw import GaLoreAdamW
 from methods.galore_adamw8bit import BLOCK_SIZE, GaLoreAdamW8bit
 from methods.galore_projector import add_projected_back, project, refresh_projector
@@ -21,6 +21,11 @@ from workloads import WORKLOADS
 from tests.conftest import tiny_spec
 
 GALORE_SETTINGS = {"rank": 8, "update_proj_gap": 3, "scale": 0.25}
+
+
+def galore_groups(model, spec) -> list[dict]:
+    """The plain and the GaLore parameter group of a tiny LLaMA, as the galore method builds them."""
+    return param_groups(model, spec, GALORE.parse_options(spec.method_options), WORKLOADS["llama"])
 
 
 def tiny_model_and_batches(spec, steps):
@@ -66,9 +71,9 @@ def test_matches_galore_torch_step_for_step_across_projector_refreshes(proj_type
     )  # fmt: skip
     model, batches = tiny_model_and_batches(spec, steps=7)
     reference_model = copy.deepcopy(model)
-    ours = GaLoreAdamW(param_groups(model, spec), lr=1e-2, weight_decay=0.1)
+    ours = GaLoreAdamW(galore_groups(model, spec), lr=1e-2, weight_decay=0.1)
     reference = ReferenceGaLoreAdamW(
-        param_groups(reference_model, spec), lr=1e-2, weight_decay=0.1, no_deprecation_warning=True
+        galore_groups(reference_model, spec), lr=1e-2, weight_decay=0.1, no_deprecation_warning=True
     )
     assert_same_history(same_gradient_history(model, ours, reference_model, reference, batches), rtol=1e-5, atol=1e-6)
 
@@ -81,8 +86,8 @@ def test_8bit_matches_galore_torch_8bit_with_its_cuda_sync_stubbed(monkeypatch):
     spec = tiny_spec(method="galore8bit", batch_size=2, seq_len=16, weight_decay=0.1, method_options=settings)
     model, batches = tiny_model_and_batches(spec, steps=5)
     reference_model = copy.deepcopy(model)
-    ours = GaLoreAdamW8bit(param_groups(model, spec), lr=1e-2, weight_decay=0.1)
-    reference = ReferenceGaLoreAdamW8bit(param_groups(reference_model, spec), lr=1e-2, weight_decay=0.1)
+    ours = GaLoreAdamW8bit(galore_groups(model, spec), lr=1e-2, weight_decay=0.1)
+    reference = ReferenceGaLoreAdamW8bit(galore_groups(reference_model, spec), lr=1e-2, weight_decay=0.1)
     # galore-torch 1.0 passes percentile_clipping=100 and block_wise=True positionally, which
     # bitsandbytes 0.50 reads as max_unorm and skip_zeros; max_unorm > 0 then scales to zero the
     # update of every projected weight with 32-bit state (its stand-in parameter is all zeros).
@@ -170,12 +175,13 @@ def test_8bit_state_is_uint8_with_the_bytes_of_the_formula():
 @pytest.mark.parametrize("method", ["galore", "galore8bit", "galore8bit_layerwise", "adam8bit_layerwise"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_state_dict_round_trips_through_weights_only_load(method, dtype):
-    spec = tiny_spec(method=method, batch_size=2, seq_len=16, method_options={"rank": 8, "update_proj_gap": 2})
+    options = {"rank": 8, "update_proj_gap": 2} if method.startswith("galore") else {}
+    spec = tiny_spec(method=method, batch_size=2, seq_len=16, method_options=options)
     model, batches = tiny_model_and_batches(spec, steps=3)
     model.to(dtype)
     resumed_model = copy.deepcopy(model)
-    training = METHODS[method].prepare(model, spec)
-    resumed = METHODS[method].prepare(resumed_model, spec)
+    training = prepare_training(model, spec, WORKLOADS[spec.workload])
+    resumed = prepare_training(resumed_model, spec, WORKLOADS[spec.workload])
 
     def step(training, batch):
         WORKLOADS["llama"].loss(training.model, batch).backward()
@@ -208,7 +214,7 @@ def test_step_temporaries_stay_within_one_parameter():
     """Our step holds one parameter's low-rank temporaries at a time, not every parameter's."""
     spec = tiny_spec(method="galore", method_options={"rank": 16})
     model, batches = tiny_model_and_batches(spec, 3)
-    projected_group = param_groups(model, spec)[1]
+    projected_group = galore_groups(model, spec)[1]
     optimizer = GaLoreAdamW([projected_group], lr=1e-3)
     tracker = MemoryTracker(model, optimizer)
     for batch in batches:

@@ -1,45 +1,67 @@
-"""The command line: help for every command, listing, and one clear line for bad input."""
+"""The command line: what each command prints, and one clear line for bad input."""
 
+import json
 import subprocess
 import sys
 
-import pytest
+import torch
 
 from harness import main
+from methods import METHODS
+from results.schema import Environment
+from suites.load import load_suite
+from suites.options import option_fields
+from workloads import WORKLOADS
 
 
 def harness(*args):
     return subprocess.run([sys.executable, "harness.py", *args], capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize("command", ["run", "report", "list", "env"])
-def test_every_command_has_help(command):
-    result = harness(command, "--help")
-    assert result.returncode == 0 and "usage:" in result.stdout
-
-
-def test_list_names_methods_workloads_and_suites(capsys):
+def test_list_shows_every_method_and_workload_with_its_options(capsys):
     assert main(["list"]) == 0
-    out = capsys.readouterr().out
-    for name in ("full", "adam8bit", "lora", "llama", "suites/smoke.toml"):
-        assert name in out
+    lines = capsys.readouterr().out.splitlines()
+    for registry in (METHODS, WORKLOADS):
+        for name, entry in registry.items():
+            line = next(line for line in lines if line.split()[:1] == [name])
+            options = entry.options if registry is METHODS else entry.data_options
+            assert all(field in line for field in option_fields(options)), line
+    assert any(line.split()[:2] == ["suites/smoke.toml", "16"] for line in lines)
 
 
-def test_env_reports_versions_without_nvml(capsys):
+def test_env_prints_the_environment_record(capsys):
     assert main(["env", "--device", "cpu"]) == 0
-    out = capsys.readouterr().out
-    assert '"torch": "2.13.0' in out and '"git_commit"' in out
+    printed = Environment(**json.loads(capsys.readouterr().out))
+    assert printed.packages["torch"] == torch.__version__ and printed.device_type == "cpu"
+
+
+def test_no_command_prints_the_bitsandbytes_start_up_warning():
+    result = harness("run", "suites/smoke.toml", "--dry-run")
+    assert result.returncode == 0 and result.stderr == ""
 
 
 def test_bad_suite_stops_before_any_run_with_one_line(write_suite, tmp_path):
-    path = write_suite('[[workloads]]\nname = "llama"\nsize = "tiny"\n[[methods]]\nname = "sgd"\n')
+    path = write_suite('[[workloads]]\nname = "llama"\nsize = "tiny"\ndata = { corpsu = "c4" }\n[[methods]]\nname = "full"\n')
     result = harness("run", str(path), "--results", str(tmp_path / "r.jsonl"))
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1].startswith(f"error: {path}: methods[0].name = 'sgd'")
+    assert result.stderr.splitlines() == [
+        f"error: {path}: workloads[0].data.corpsu is not a known option; accepted: corpus, path, tokenizer, pack, "
+        "eval_tokens, vocab, branching, chain_seed (workload llama)"
+    ]
     assert not (tmp_path / "r.jsonl").exists()
 
 
-def test_dry_run_lists_the_smoke_runs(capsys):
+def test_dry_run_prints_each_planned_run_id(capsys):
     assert main(["run", "suites/smoke.toml", "--dry-run"]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) >= 3 and all(len(line.split()[0]) == 16 for line in lines)
+    printed = [line.split()[:2] for line in capsys.readouterr().out.strip().splitlines()]
+    assert printed == [[run.spec.run_id, run.label] for run in load_suite("suites/smoke.toml").runs]
+
+
+def test_estimate_refuses_bad_options_with_one_line(capsys):
+    assert main(["estimate", "--size", "tiny", "--method", "galore", "--option", "rank=big"]) == 2
+    assert main(["estimate", "--size", "tiny", "--workload", "roberta_glue", "--data", "task=cola2"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: rank = 'big' must be an integer or none",
+        "error: data.task 'cola2' is not known; accepted: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, "
+        "synthetic-classification, synthetic-regression",
+    ]

@@ -6,8 +6,8 @@ That it lowers the loss is checked with the other methods in tests/test_methods.
 import pytest
 import torch
 
-from methods import METHODS
-from suites.models import model_config
+from methods import prepare_training
+from workloads.sizes import model_config
 from tests.conftest import tiny_spec
 from workloads import WORKLOADS
 
@@ -18,7 +18,7 @@ def low_rank_spec(**options):
 
 def prepared(spec):
     torch.manual_seed(spec.seed)
-    return METHODS["low_rank"].prepare(WORKLOADS["llama"].build_model(spec), spec)
+    return prepare_training(WORKLOADS["llama"].build_model(spec), spec, WORKLOADS[spec.workload])
 
 
 def expected_parameter_count(rank: int) -> int:

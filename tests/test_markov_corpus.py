@@ -60,8 +60,8 @@ def test_tiny_llama_learns_to_within_margin_of_floor(one_thread):
         workload="llama", size="tiny", method="full", data={"vocab": 64, "branching": 4},
         steps=300, batch_size=16, seq_len=32, lr=1e-2, eval_batches=8, device="cpu",
     )
-    metrics = train(spec, progress=False)["metrics"]
-    assert metrics["loss_floor"] == pytest.approx(markov_corpus.entropy_rate_nats(markov_corpus.make_chain(64, 4)))
-    assert metrics["eval_loss"] - metrics["loss_floor"] < FLOOR_MARGIN_NATS
-    assert metrics["eval_loss"] > metrics["loss_floor"] - 0.03  # nothing beats the floor beyond sampling noise
-    assert metrics["perplexity"] == pytest.approx(math.exp(metrics["eval_loss"]))
+    metrics = train(spec, progress=False)[0]
+    assert metrics.loss_floor == pytest.approx(markov_corpus.entropy_rate_nats(markov_corpus.make_chain(64, 4)))
+    assert metrics.eval_loss - metrics.loss_floor < FLOOR_MARGIN_NATS
+    assert metrics.eval_loss > metrics.loss_floor - 0.03  # nothing beats the floor beyond sampling noise
+    assert metrics.perplexity == pytest.approx(math.exp(metrics.eval_loss))

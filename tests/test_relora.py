@@ -6,7 +6,7 @@ import pytest
 import torch
 from peft.tuners.lora import LoraLayer
 
-from methods import METHODS
+from methods import prepare_training
 from methods.base import warmup_cosine_schedule
 from methods.jagged_cosine import jagged_cosine_multiplier
 from methods.relora import ReloraOptions, restart_steps
@@ -25,7 +25,7 @@ def relora_spec(steps: int, method="relora", **options) -> RunSpec:
 def prepared(spec: RunSpec):
     torch.manual_seed(spec.seed)
     model = WORKLOADS[spec.workload].build_model(spec)
-    return METHODS[spec.method].prepare(model, spec)
+    return prepare_training(model, spec, WORKLOADS[spec.workload])
 
 
 def run_steps(spec, training, steps: range, before_after_step=None):

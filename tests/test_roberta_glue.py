@@ -5,7 +5,7 @@ import pytest
 import torch
 from transformers import RobertaConfig, RobertaForMaskedLM
 
-from methods import METHODS
+from methods import prepare_training
 from suites.spec import RunSpec
 from tests.text_fixtures import make_tokenizer_dir, sentence
 from train import train
@@ -59,7 +59,9 @@ def test_pair_task_from_local_parquet_is_tokenized_padded_and_labelled(tmp_path,
     assert batch["labels"].dtype == torch.long and set(batch["labels"].tolist()) <= {0, 1}
     torch.manual_seed(0)
     metrics = WORKLOAD.evaluate(WORKLOAD.build_model(spec), spec)
-    assert set(metrics) == {"eval_loss", "f1", "accuracy", "score"}
+    assert set(metrics) == {"eval_loss", "task_score", "task_metrics"}
+    assert set(metrics["task_metrics"]) == {"f1", "accuracy"}
+    assert metrics["task_score"] == sum(metrics["task_metrics"].values()) / 2
 
 
 def test_every_training_example_is_seen_once_per_epoch(tmp_path, glue_dir):
@@ -76,7 +78,8 @@ def test_regression_task_from_jsonl_has_float_labels_and_correlations(tmp_path, 
     assert next(WORKLOAD.train_batches(spec))["labels"].dtype == torch.float32
     model = WORKLOAD.build_model(spec)
     assert model.config.num_labels == 1 and model.config.problem_type == "regression"
-    assert {"pearson", "spearman", "score"} <= set(WORKLOAD.evaluate(model, spec))
+    evaluation = WORKLOAD.evaluate(model, spec)
+    assert set(evaluation["task_metrics"]) == {"pearson", "spearman"} and evaluation["task_score"] is not None
 
 
 def test_mnli_is_scored_on_validation_matched(tmp_path, glue_dir):
@@ -89,7 +92,7 @@ def test_mnli_is_scored_on_validation_matched(tmp_path, glue_dir):
 def test_lora_adapts_all_six_linears_of_each_layer_and_trains_the_head():
     spec = RunSpec(workload="roberta_glue", size="tiny", method="lora", data={"task": "synthetic-classification"},
                    method_options={"rank": 4, "train_non_lora": False}, seq_len=32, device="cpu")
-    training = METHODS["lora"].prepare(WORKLOAD.build_model(spec), spec)
+    training = prepare_training(WORKLOAD.build_model(spec), spec, WORKLOAD)
     trainable = {name for name, p in training.model.named_parameters() if p.requires_grad}
     adapted = sorted(name.split(".lora_A")[0].split("layer.")[1] for name in trainable if "lora_A" in name)
     assert adapted == sorted(f"{i}.{suffix}" for i in range(2) for suffix in (
@@ -104,17 +107,17 @@ def test_lora_adapts_all_six_linears_of_each_layer_and_trains_the_head():
 def test_methods_learn_the_synthetic_classification_unchanged(method, lr, one_thread):
     spec = RunSpec(workload="roberta_glue", size="tiny", method=method, data={"task": "synthetic-classification"},
                    steps=100, batch_size=16, seq_len=32, lr=lr, eval_batches=1, device="cpu")
-    metrics = train(spec, progress=False)["metrics"]
-    curve = metrics["loss_curve"]
+    metrics = train(spec, progress=False)[0]
+    curve = metrics.loss_curve
     assert sum(curve[-10:]) / 10 < sum(curve[:10]) / 10 - 0.2
-    assert metrics["accuracy"] > 0.6  # chance is 1/3; measured 1.0 (full), 0.68 (lora)
+    assert metrics.task_metrics["accuracy"] > 0.6  # chance is 1/3; measured 1.0 (full), 0.68 (lora)
 
 
 def test_synthetic_regression_is_learnable(one_thread):
     spec = RunSpec(workload="roberta_glue", size="tiny", method="full", data={"task": "synthetic-regression"},
                    steps=200, batch_size=16, seq_len=32, lr=1e-3, eval_batches=1, device="cpu")
-    metrics = train(spec, progress=False)["metrics"]
-    assert metrics["pearson"] > 0.5  # chance is 0; measured 0.73
+    metrics = train(spec, progress=False)[0]
+    assert metrics.task_metrics["pearson"] > 0.5  # chance is 0; measured 0.73
 
 
 def test_pretrained_size_loads_a_local_checkpoint_with_a_new_head(tmp_path):
@@ -124,7 +127,7 @@ def test_pretrained_size_loads_a_local_checkpoint_with_a_new_head(tmp_path):
     pretrained = RobertaForMaskedLM(config)
     pretrained.save_pretrained(tmp_path / "checkpoint")
     spec = RunSpec(workload="roberta_glue", size="base", method="full",
-                   data={"task": "synthetic-regression", "model": str(tmp_path / "checkpoint")}, seq_len=32, device="cpu")
+                   data={"task": "synthetic-regression", "checkpoint": str(tmp_path / "checkpoint")}, seq_len=32, device="cpu")
     model = WORKLOAD.build_model(spec)
     assert torch.equal(model.roberta.embeddings.word_embeddings.weight, pretrained.roberta.embeddings.word_embeddings.weight)
     assert model.config.num_labels == 1 and model.classifier.out_proj.out_features == 1
@@ -166,6 +169,6 @@ def test_unreachable_hub_says_how_to_use_local_files(monkeypatch):
 
 def test_unreachable_checkpoint_says_how_to_use_a_local_one(tmp_path):
     spec = RunSpec(workload="roberta_glue", size="base", method="full",
-                   data={"task": "synthetic-regression", "model": str(tmp_path / "no-checkpoint")})
-    with pytest.raises(RuntimeError, match="could not be loaded .* data.model = DIR"):
+                   data={"task": "synthetic-regression", "checkpoint": str(tmp_path / "no-checkpoint")})
+    with pytest.raises(RuntimeError, match="could not be loaded .* data.checkpoint = DIR"):
         WORKLOAD.build_model(spec)

@@ -3,7 +3,7 @@
 import os
 import signal
 
-from results.records import STATUSES, read_records
+from results.records import read_records
 from runner import run_suite
 from suites.load import load_suite
 from train import train
@@ -28,10 +28,6 @@ SUITE = """
     name = "lora"
 """
 
-RECORD_KEYS = {"run_id", "suite", "label", "spec", "status", "error", "metrics", "memory", "environment",
-               "started_at", "wall_s"}
-
-
 def raise_for_adam8bit(spec, progress):
     """Stands in for train(): fails one method, trains the others for real."""
     if spec.method == "adam8bit":
@@ -50,14 +46,13 @@ def test_records_every_run_and_resume_skips_finished(write_suite, tmp_path):
     suite = load_suite(write_suite(SUITE))
     results = tmp_path / "runner.jsonl"
     records = run_suite(suite, results, progress=False)
-    assert [r["status"] for r in records] == ["ok", "ok", "ok"]
-    for record in read_records(results):
-        assert RECORD_KEYS <= set(record)
-        assert record["status"] in STATUSES
-        assert record["metrics"]["timed_steps"] == 2
-        assert len(record["metrics"]["loss_curve"]) == 3
-        assert record["environment"]["packages"]["torch"].startswith("2.13")
-        assert record["memory"]["trainable_weight_bytes"] > 0
+    assert [r.status for r in records] == ["ok", "ok", "ok"]
+    assert read_records(results) == records
+    for record in records:
+        assert record.metrics.timed_steps == 2
+        assert len(record.metrics.loss_curve) == 3
+        assert record.environment.packages["torch"].startswith("2.13")
+        assert record.memory.trainable_weight_bytes > 0
     assert run_suite(suite, results, progress=False) == []
     assert len(read_records(results)) == 3
 
@@ -66,17 +61,17 @@ def test_a_failing_run_is_recorded_and_the_suite_goes_on(write_suite, tmp_path):
     suite = load_suite(write_suite(SUITE))
     results = tmp_path / "runner.jsonl"
     records = run_suite(suite, results, train_function=raise_for_adam8bit, progress=False)
-    assert [r["status"] for r in records] == ["ok", "error", "ok"]
-    assert records[1]["error"] == "RuntimeError: deliberate failure"
-    assert "deliberate failure" in records[1]["traceback"]
+    assert [r.status for r in records] == ["ok", "error", "ok"]
+    assert records[1].error == "RuntimeError: deliberate failure"
+    assert "deliberate failure" in records[1].traceback
     # Errors are retried on resume; finished runs are not.
     retried = run_suite(suite, results, progress=False)
-    assert [(r["label"], r["status"]) for r in retried] == [("adam8bit", "ok")]
+    assert [(r.label, r.status) for r in retried] == [("adam8bit", "ok")]
 
 
 def test_a_killed_worker_is_recorded_as_oom(write_suite, tmp_path):
     only_lora = SUITE.split("[[methods]]")[0] + '[[methods]]\nname = "lora"\n'
     suite = load_suite(write_suite(only_lora))
     records = run_suite(suite, tmp_path / "runner.jsonl", train_function=killed_for_lora, progress=False)
-    assert [r["status"] for r in records] == ["oom"]
-    assert "SIGKILL" in records[0]["error"]
+    assert [r.status for r in records] == ["oom"]
+    assert "SIGKILL" in records[0].error

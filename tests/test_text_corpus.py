@@ -53,24 +53,22 @@ def test_packing_fills_rows_and_keeps_documents_apart(tokenizer_dir):
 
 
 def test_local_c4_layout_splits_train_and_validation(c4_dir):
-    data = {"corpus": "local", "path": str(c4_dir)}
-    train_texts = [d["text"] for d in text_corpus.training_documents(data, seed=0)]
-    validation_texts = [d["text"] for d in text_corpus.load_documents(data, "validation")]
+    train_texts = [d["text"] for d in text_corpus.training_documents("local", str(c4_dir), seed=0)]
+    validation_texts = [d["text"] for d in text_corpus.load_documents("local", str(c4_dir), "validation")]
     assert len(train_texts) == 40 and len(set(train_texts)) == 40
     assert all(t.startswith("doc") for t in train_texts)
     assert len(validation_texts) == 12 and not any(t.startswith("doc") for t in validation_texts)
     # Shuffled, reproducibly for a seed, differently for another.
     assert train_texts != sorted(train_texts, key=lambda t: (t[3], int(t.split()[0].split("x")[1])))
-    assert train_texts == [d["text"] for d in text_corpus.training_documents(data, seed=0)]
-    assert train_texts != [d["text"] for d in text_corpus.training_documents(data, seed=1)]
+    assert train_texts == [d["text"] for d in text_corpus.training_documents("local", str(c4_dir), seed=0)]
+    assert train_texts != [d["text"] for d in text_corpus.training_documents("local", str(c4_dir), seed=1)]
 
 
 def test_data_parallel_ranks_read_disjoint_shares(c4_dir, monkeypatch):
-    data = {"corpus": "local", "path": str(c4_dir)}
     shares = []
     for rank in range(2):
         monkeypatch.setattr(text_corpus, "data_parallel_rank", lambda rank=rank: (rank, 2))
-        shares.append({d["text"] for d in text_corpus.training_documents(data, seed=0)})
+        shares.append({d["text"] for d in text_corpus.training_documents("local", str(c4_dir), seed=0)})
     assert shares[0] and shares[1] and not shares[0] & shares[1]
     assert len(shares[0] | shares[1]) == 40
 
@@ -91,7 +89,7 @@ def manual_token_weighted_loss(model, batches) -> float:
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         targets = batch["labels"][:, 1:]
         losses = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), targets, ignore_index=-100, reduction="sum")
-        total += float(losses)
+        total += losses.item()
         count += int((targets != -100).sum())
     return total / count
 
@@ -152,7 +150,7 @@ def test_unreachable_hub_says_how_to_use_local_files(monkeypatch):
 
     monkeypatch.setattr(text_corpus.datasets, "load_dataset", offline)
     with pytest.raises(RuntimeError, match="could not stream allenai/c4 .* data.corpus = 'local', data.path = "):
-        text_corpus.load_documents({"corpus": "c4"}, "train")
+        text_corpus.load_documents("c4", None, "train")
 
 
 def test_unreachable_tokenizer_says_how_to_use_a_local_one(tmp_path):

@@ -3,7 +3,4 @@
 from workloads.llama import LlamaPretraining
 from workloads.roberta_glue import RobertaGlue
 
-WORKLOADS = {
-    "llama": LlamaPretraining(),
-    "roberta_glue": RobertaGlue(),
-}
+WORKLOADS = {workload.name: workload for workload in (LlamaPretraining(), RobertaGlue())}

@@ -5,18 +5,51 @@ data.corpus picks the text: "markov" (default; generated offline, with a known l
 """
 
 import math
+from dataclasses import dataclass
 from functools import cache
 from typing import Iterator
 
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from suites.models import model_config
-from workloads.base import TransformersLossMixin
 from workloads import markov_corpus, text_corpus
+from workloads.base import TransformersLossMixin, Workload
+from workloads.sizes import model_config
 
 CORPORA = ("markov", "c4", "local")
 EVAL_SEED_OFFSET = 1_000_003  # held-out sequences come from a stream no training seed draws
+
+
+@dataclass(frozen=True)
+class LlamaData:
+    corpus: str = "markov"
+    """"markov" (generated offline, known loss floor), "c4" (allenai/c4 "en" from the Hub) or
+    "local" (the text files under path)."""
+    path: str | None = None
+    """corpus "local": a directory of .txt or .jsonl(.gz) files with a "text" field (a local C4
+    copy works as is; files with "validation" in their name are the validation split)."""
+    tokenizer: str | None = None
+    """corpus "c4" or "local": a tokenizer's Hub name or local directory; None takes t5-base."""
+    pack: bool = False
+    """corpus "c4" or "local": concatenate documents and cut full rows instead of padding each."""
+    eval_tokens: int | None = None
+    """Predicted tokens evaluated after training; None takes eval_batches full batches."""
+    vocab: int | None = None
+    """corpus "markov": token ids the chain uses (2..the model's vocab_size); None takes them all."""
+    branching: int = 8
+    """corpus "markov": successors of each token."""
+    chain_seed: int = 1234
+    """corpus "markov": seed of the chain itself (a run's seed only draws sequences from it)."""
+
+    def __post_init__(self):
+        if self.corpus not in CORPORA:
+            raise ValueError(f"data.corpus {self.corpus!r} is not known; accepted: {', '.join(CORPORA)}")
+        if self.corpus == "local" and self.path is None:
+            raise ValueError(f"data.corpus 'local' needs data.path; {text_corpus.LOCAL_HINT}")
+        if self.branching < 1:
+            raise ValueError(f"data.branching must be at least 1, got {self.branching}")
+        if self.eval_tokens is not None and self.eval_tokens < 1:
+            raise ValueError(f"data.eval_tokens must be positive, got {self.eval_tokens}")
 
 
 @cache
@@ -35,7 +68,9 @@ def _ending_with_error(batches: Iterator[dict], message: str) -> Iterator[dict]:
     raise ValueError(message)
 
 
-class LlamaPretraining(TransformersLossMixin):
+class LlamaPretraining(TransformersLossMixin, Workload):
+    name = "llama"
+    data_options = LlamaData
     target_modules = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
     head_modules = ()
 
@@ -52,21 +87,16 @@ class LlamaPretraining(TransformersLossMixin):
     def build_model(self, spec) -> torch.nn.Module:
         return LlamaForCausalLM(self.config(spec))
 
-    def _corpus(self, spec) -> str:
-        corpus = spec.data.get("corpus", "markov")
-        if corpus not in CORPORA:
-            raise ValueError(f"data.corpus {corpus!r} is not known; accepted: {', '.join(CORPORA)}")
-        return corpus
-
     def _chain(self, spec) -> markov_corpus.MarkovChain:
+        data = self.data(spec)
         model_vocab_size = self.config(spec).vocab_size
         # data.vocab narrows the chain to fewer token ids than the model has, for quick learning.
-        chain_vocab_size = spec.data.get("vocab", model_vocab_size)
+        chain_vocab_size = data.vocab or model_vocab_size
         if not 2 <= chain_vocab_size <= model_vocab_size:
             raise ValueError(
                 f"data.vocab {chain_vocab_size} must lie in 2..{model_vocab_size} (the model's vocab_size)"
             )
-        return _markov_chain(chain_vocab_size, spec.data.get("branching", 8), spec.data.get("chain_seed", 1234))
+        return _markov_chain(chain_vocab_size, data.branching, data.chain_seed)
 
     def _markov_batches(self, spec, seed: int) -> Iterator[dict]:
         chain = self._chain(spec)
@@ -76,21 +106,23 @@ class LlamaPretraining(TransformersLossMixin):
             yield {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": input_ids}
 
     def _text_batches(self, spec, documents) -> Iterator[dict]:
-        tokenizer = _tokenizer(spec.data.get("tokenizer"), self.config(spec).vocab_size)
-        pack = spec.data.get("pack", False)
-        return text_corpus.tokenized_batches(documents, tokenizer, spec.batch_size, spec.seq_len, pack)
+        data = self.data(spec)
+        tokenizer = _tokenizer(data.tokenizer, self.config(spec).vocab_size)
+        return text_corpus.tokenized_batches(documents, tokenizer, spec.batch_size, spec.seq_len, data.pack)
 
     def train_batches(self, spec) -> Iterator[dict]:
-        if self._corpus(spec) == "markov":
+        data = self.data(spec)
+        if data.corpus == "markov":
             return self._markov_batches(spec, spec.seed)
-        batches = self._text_batches(spec, text_corpus.training_documents(spec.data, spec.seed))
-        ran_out = f"data.corpus {spec.data['corpus']!r}: the training text ran out; give more text or fewer steps"
+        batches = self._text_batches(spec, text_corpus.training_documents(data.corpus, data.path, spec.seed))
+        ran_out = f"data.corpus {data.corpus!r}: the training text ran out; give more text or fewer steps"
         return _ending_with_error(batches, ran_out)
 
     def _eval_batches(self, spec) -> Iterator[dict]:
-        if self._corpus(spec) == "markov":
+        data = self.data(spec)
+        if data.corpus == "markov":
             return self._markov_batches(spec, spec.seed + EVAL_SEED_OFFSET)
-        return self._text_batches(spec, text_corpus.load_documents(spec.data, "validation"))
+        return self._text_batches(spec, text_corpus.load_documents(data.corpus, data.path, "validation"))
 
     @torch.no_grad()
     def evaluate(self, model, spec) -> dict:
@@ -101,7 +133,7 @@ class LlamaPretraining(TransformersLossMixin):
         """
         if spec.eval_batches == 0:
             return {}
-        budget_tokens = spec.data.get("eval_tokens", spec.eval_batches * spec.batch_size * (spec.seq_len - 1))
+        budget_tokens = self.data(spec).eval_tokens or spec.eval_batches * spec.batch_size * (spec.seq_len - 1)
         model.eval()
         device = next(model.parameters()).device
         total_loss, total_predicted = 0.0, 0
@@ -117,11 +149,11 @@ class LlamaPretraining(TransformersLossMixin):
             total_predicted += predicted
         model.train()
         if total_predicted == 0:
-            raise ValueError(f"data.corpus {self._corpus(spec)!r}: the validation split holds no text to evaluate")
+            raise ValueError(f"data.corpus {self.data(spec).corpus!r}: the validation split holds no text to evaluate")
         eval_loss = total_loss / total_predicted
         return {"eval_loss": eval_loss, "perplexity": math.exp(eval_loss), "eval_tokens": total_predicted}
 
     def loss_floor(self, spec) -> float | None:
-        if self._corpus(spec) != "markov":
+        if self.data(spec).corpus != "markov":
             return None
         return markov_corpus.entropy_rate_nats(self._chain(spec))

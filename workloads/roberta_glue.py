@@ -2,10 +2,11 @@
 
 data.task names one of the eight GLUE tasks (cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte), read
 from the Hub or from data.path, or a synthetic task (workloads/synthetic_glue.py) that needs no
-files. Size "base" loads `roberta-base` (or data.model, a local checkpoint directory) with a new
-classification head; other sizes in suites/models.toml are randomly initialised.
+files. Size "base" loads `roberta-base` (or data.checkpoint, a local checkpoint directory) with a new
+classification head; other sizes in workloads/sizes.toml are randomly initialised.
 """
 
+from dataclasses import dataclass
 from functools import cache
 from typing import Iterator
 
@@ -13,16 +14,35 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 from transformers import AutoConfig, AutoModelForSequenceClassification, RobertaConfig, RobertaForSequenceClassification
 
-from suites.models import model_config
-from workloads.base import TransformersLossMixin
 from workloads import glue_tasks, synthetic_glue, text_corpus
+from workloads.base import TransformersLossMixin, Workload
 from workloads.glue_metrics import glue_metrics
+from workloads.sizes import model_config
 
 TASKS = {**glue_tasks.GLUE_TASKS, **synthetic_glue.SYNTHETIC_TASKS}
 MIN_SYNTHETIC_LENGTH = 16  # room for five regression markers among the filler
 TOKENIZER_HINT = (
     "point at a local tokenizer directory instead: data.tokenizer = DIR (a roberta-base checkpoint holds one)"
 )
+
+
+@dataclass(frozen=True)
+class GlueData:
+    task: str
+    """A GLUE task (cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte) or an offline stand-in
+    (synthetic-classification, synthetic-regression)."""
+    path: str | None = None
+    """A local GLUE copy laid out as the Hub's nyu-mll/glue (DIR/<task>/<split>-*.parquet or
+    .jsonl); None reads the Hub."""
+    tokenizer: str | None = None
+    """A tokenizer's Hub name or local directory; None takes the checkpoint's."""
+    checkpoint: str | None = None
+    """A pretrained size's checkpoint: a local directory or Hub name instead of the size's own
+    (workloads/sizes.toml "pretrained")."""
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise ValueError(f"data.task {self.task!r} is not known; accepted: {', '.join(TASKS)}")
 
 
 @cache
@@ -38,23 +58,22 @@ def _tokenized_split(
     return examples, tokenizer.pad_token_id
 
 
-class RobertaGlue(TransformersLossMixin):
+class RobertaGlue(TransformersLossMixin, Workload):
     # As the GaLore repo's run_glue.py: its names match by substring there and by suffix in
     # peft and our methods; either way "output.dense" takes both the attention output projection
     # (attention.output.dense) and the MLP's output (output.dense): all six Linears of a layer.
     target_modules = ("query", "key", "value", "intermediate.dense", "output.dense")
     head_modules = ("classifier",)
+    name = "roberta_glue"
+    data_options = GlueData
 
     def task(self, spec) -> glue_tasks.GlueTask:
-        name = spec.data.get("task")
-        if name not in TASKS:
-            raise ValueError(f"data.task {name!r} is not known; accepted: {', '.join(TASKS)}")
-        return TASKS[name]
+        return TASKS[self.data(spec).task]
 
     def _pretrained_name(self, spec) -> str | None:
-        """The checkpoint of a pretrained size (data.model overrides the hub name), else None."""
+        """The checkpoint of a pretrained size (data.checkpoint overrides the hub name), else None."""
         values = model_config("roberta_glue", spec.size)
-        return spec.data.get("model", values["pretrained"]) if "pretrained" in values else None
+        return (self.data(spec).checkpoint or values["pretrained"]) if "pretrained" in values else None
 
     def _model_vocab_size(self, spec) -> int:
         name = self._pretrained_name(spec)
@@ -79,8 +98,8 @@ class RobertaGlue(TransformersLossMixin):
         except OSError as error:
             first_line = str(error).splitlines()[0]
             raise RuntimeError(
-                f"data.model {name!r} could not be loaded ({first_line}); "
-                "point at a local checkpoint directory instead: data.model = DIR"
+                f"data.checkpoint {name!r} could not be loaded ({first_line}); "
+                "point at a local checkpoint directory instead: data.checkpoint = DIR"
             ) from None
 
     def _examples(self, spec, split: str) -> tuple[list[dict], int]:
@@ -93,14 +112,15 @@ class RobertaGlue(TransformersLossMixin):
                 )
             return synthetic_glue.make_split(task, split, spec.seq_len), synthetic_glue.PAD_ID
         split = task.validation_split if split == "validation" else split
-        tokenizer_name = spec.data.get("tokenizer") or self._pretrained_name(spec)
+        data = self.data(spec)
+        tokenizer_name = data.tokenizer or self._pretrained_name(spec)
         if tokenizer_name is None:
             raise ValueError(
                 f"data.task {task.name!r} on randomly initialised size {spec.size!r} "
                 "needs data.tokenizer (a tokenizer directory)"
             )
         return _tokenized_split(
-            task.name, split, spec.data.get("path"), tokenizer_name, self._model_vocab_size(spec), spec.seq_len
+            task.name, split, data.path, tokenizer_name, self._model_vocab_size(spec), spec.seq_len
         )
 
     def _collate(self, examples: list[dict], pad_id: int, regression: bool) -> dict:
@@ -139,8 +159,9 @@ class RobertaGlue(TransformersLossMixin):
             predictions.append(logits.squeeze(-1) if regression else logits.argmax(-1))
             labels.append(batch["labels"])
         model.train()
-        metrics = glue_metrics(task.metric, torch.cat(predictions).numpy(), torch.cat(labels).numpy())
-        return {"eval_loss": total_loss / len(examples), **metrics}
+        task_metrics = glue_metrics(task.metric, torch.cat(predictions).numpy(), torch.cat(labels).numpy())
+        task_score = task_metrics.pop("score")
+        return {"eval_loss": total_loss / len(examples), "task_score": task_score, "task_metrics": task_metrics}
 
     def loss_floor(self, spec) -> float | None:
         return None

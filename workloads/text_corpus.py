@@ -75,9 +75,9 @@ def _local_files(path: str, split: str) -> tuple[str, list[str]]:
     raise FileNotFoundError(f"data.path {path!r} holds no .txt or .jsonl(.gz) files; {LOCAL_HINT}")
 
 
-def load_documents(data: dict, split: str) -> datasets.IterableDataset:
-    """The split as a stream of {"text": ...} documents, from the Hub or from data.path."""
-    corpus = data["corpus"]
+def load_documents(corpus: str, path: str | None, split: str) -> datasets.IterableDataset:
+    """The split as a stream of {"text": ...} documents: C4 from the Hub (corpus "c4") or the
+    files under path (corpus "local")."""
     if corpus == "c4":
         try:
             return datasets.load_dataset(C4_HUB_NAME, "en", split=split, streaming=True)
@@ -85,15 +85,15 @@ def load_documents(data: dict, split: str) -> datasets.IterableDataset:
             raise RuntimeError(
                 f"data.corpus 'c4': could not stream {C4_HUB_NAME} from the Hub ({error}); {LOCAL_HINT}"
             ) from None
-    if "path" not in data:
+    if path is None:
         raise ValueError(f"data.corpus 'local' needs data.path; {LOCAL_HINT}")
-    builder, files = _local_files(data["path"], split)
+    builder, files = _local_files(path, split)
     return datasets.load_dataset(builder, data_files={split: files}, split=split, streaming=True)
 
 
-def training_documents(data: dict, seed: int) -> datasets.IterableDataset:
+def training_documents(corpus: str, path: str | None, seed: int) -> datasets.IterableDataset:
     """This rank's share of the shuffled training documents."""
-    documents = load_documents(data, "train").shuffle(seed=SHUFFLE_SEED + seed, buffer_size=SHUFFLE_BUFFER_DOCUMENTS)
+    documents = load_documents(corpus, path, "train").shuffle(seed=SHUFFLE_SEED + seed, buffer_size=SHUFFLE_BUFFER_DOCUMENTS)
     rank, world_size = data_parallel_rank()
     return split_dataset_by_node(documents, rank=rank, world_size=world_size)
 

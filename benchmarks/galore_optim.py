@@ -1,6 +1,6 @@
 """Optimizer-step benchmark: our GaLore and 8-bit GaLore against galore-torch's, side by side.
 
-Run: python -m methods.galore_bench [--size 60m] [--device cpu]   (or: make bench-optim)
+Run: python -m benchmarks.galore_optim [--size 60m] [--device cpu]   (or: make bench-optim)
 
 Every optimizer gets its own copy of the same LLaMA model and the same fixed random
 gradients; steps are interleaved (ours, reference, ours, ...) so machine noise hits all
@@ -15,6 +15,7 @@ alike. Measured:
 
 import argparse
 import copy
+from contextlib import contextmanager, nullcontext
 import statistics
 import time
 
@@ -25,8 +26,7 @@ from meters.memory import optimizer_state_bytes
 from methods.galore import param_groups
 from methods.galore_adamw import GaLoreAdamW
 from methods.galore_adamw8bit import GaLoreAdamW8bit
-from suites.spec import RunSpec
-from train import resolve_device
+from suites.spec import RunSpec, resolve_device
 from workloads import WORKLOADS
 
 PAPER_GAP = 200
@@ -46,6 +46,17 @@ def reference_optimizers() -> dict:
         ),
         REFERENCE_8BIT: lambda groups: ReferenceGaLoreAdamW8bit(groups, lr=LR, weight_decay=0.0),
     }
+
+
+@contextmanager
+def cuda_synchronize_as_no_op():
+    """torch.cuda.synchronize() does nothing inside, and is restored after."""
+    original = torch.cuda.synchronize
+    torch.cuda.synchronize = lambda *args: None
+    try:
+        yield
+    finally:
+        torch.cuda.synchronize = original
 
 
 def synchronize(device):
@@ -77,8 +88,9 @@ def transient_peak_bytes(run_step, device) -> int:
 class Contender:
     """One optimizer on its own copy of the model, stepped with the shared gradients."""
 
-    def __init__(self, name, make_optimizer, model, spec, gradients):
+    def __init__(self, name, make_optimizer, model, spec, gradients, stub_cuda_synchronize=False):
         self.name = name
+        self.stub_cuda_synchronize = stub_cuda_synchronize
         self.model = copy.deepcopy(model)
         self.parameters = list(self.model.parameters())
         self.gradients = gradients
@@ -90,7 +102,8 @@ class Contender:
         # Reassigned every step: galore-torch's 8-bit optimizer replaces p.grad with its projection.
         for parameter, gradient in zip(self.parameters, self.gradients):
             parameter.grad = gradient
-        self.optimizer.step()
+        with cuda_synchronize_as_no_op() if self.stub_cuda_synchronize else nullcontext():
+            self.optimizer.step()
 
     def timed_step(self, index, gap, device):
         if self.error:
@@ -110,7 +123,7 @@ class Contender:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", default="small", help="llama size in suites/models.toml (default small)")
+    parser.add_argument("--size", default="small", help="llama size in workloads/sizes.toml (default small)")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
     parser.add_argument("--gap", type=int, default=5, help="T while measuring: a refresh every GAP steps")
     parser.add_argument("--refreshes", type=int, default=5, help="refresh steps to time (after step 0)")
@@ -136,8 +149,7 @@ def main():
         if index == 0 and device.type == "cpu" and any(c.error for c in contenders if c.name == REFERENCE_8BIT):
             # galore-torch's 8-bit optimizer fails on CPU at torch.cuda.synchronize(); measure its
             # algorithm anyway with that call made a no-op, as one more contender.
-            torch.cuda.synchronize = lambda *args: None
-            contenders.append(Contender(STUBBED, makers[REFERENCE_8BIT], model, spec, gradients))
+            contenders.append(Contender(STUBBED, makers[REFERENCE_8BIT], model, spec, gradients, stub_cuda_synchronize=True))
             contenders[-1].timed_step(index, args.gap, device)
     del model
 

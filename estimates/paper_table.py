@@ -11,7 +11,8 @@ import math
 from dataclasses import dataclass
 from itertools import product
 
-from suites.models import model_config, size_default
+from estimates.paper_numbers import PAPER_TOTAL_G, PAPER_WEIGHTS_STATES_G
+from workloads.sizes import model_config, size_default
 
 BF16_BYTES = 2
 SIZES = ("60m", "130m", "350m", "1b")
@@ -20,22 +21,7 @@ GIGABYTE_UNITS = {"G=1e9": 10**9, "G=2^30": 2**30}
 # How a figure is cut to the paper's two decimals; some cells only match when truncated.
 TO_TWO_DECIMALS = {"rounded": lambda x: round(x, 2), "truncated": lambda x: math.floor(x * 100 + 1e-9) / 100}
 
-# REFERENCE.md, Table 6 (weights, states) and Table 2 (total), in G.
-PAPER_WEIGHTS_STATES_G = {
-    "full": ((0.12, 0.23), (0.25, 0.51), (0.68, 1.37), (2.60, 5.20)),
-    "galore": ((0.12, 0.13), (0.25, 0.28), (0.68, 0.54), (2.60, 1.78)),
-    "low_rank": ((0.08, 0.17), (0.18, 0.37), (0.36, 0.72), (1.19, 2.38)),
-    "lora": ((0.20, 0.17), (0.44, 0.37), (1.04, 0.72), (3.79, 2.38)),
-    "relora": ((0.20, 0.17), (0.44, 0.37), (1.04, 0.72), (3.79, 2.38)),
-}
-PAPER_TOTAL_G = {
-    "full": (0.36, 0.76, 2.06, 7.80),
-    "galore": (0.24, 0.52, 1.22, 4.38),
-    "low_rank": (0.26, 0.54, 1.08, 3.57),
-    "lora": (0.36, 0.80, 1.76, 6.17),
-    "relora": (0.36, 0.80, 1.76, 6.17),
-}
-# Table 2's r row is each size's galore_rank in suites/models.toml; the repo's run scripts
+# Table 2's r row is each size's galore_rank in workloads/sizes.toml; the repo's run scripts
 # differ at 1B only.
 TABLE_RANKS = {size: size_default("llama", size, "galore_rank") for size in SIZES}
 SCRIPT_RANKS = {**TABLE_RANKS, "1b": 1024}

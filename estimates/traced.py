@@ -10,16 +10,16 @@ import itertools
 import weakref
 from contextlib import ExitStack, contextmanager
 
-import bitsandbytes.functional as bnb_functional
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode, unset_fake_temporarily
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from meters.tracker import CUDA_ALLOCATION_GRANULARITY_BYTES, MemoryTracker, StepMemory
-from methods import METHODS
-from suites.spec import RunSpec
-from train import DTYPES, training_step
+from methods import prepare_training
+from methods.base import bitsandbytes
+from suites.spec import DTYPES, RunSpec
+from train import training_step
 from workloads import WORKLOADS
 
 CUDA_ASSUMPTIONS = (
@@ -72,7 +72,7 @@ def bitsandbytes_shapes(mode: FakeTensorMode, notes: list[str]):
     same shape and dtype; the updates are skipped: they change state in place and the CUDA
     kernels allocate nothing, so memory is unchanged."""
     originals = {
-        name: getattr(bnb_functional, name)
+        name: getattr(bitsandbytes.functional, name)
         for name in ("create_dynamic_map", "optimizer_update_8bit_blockwise", "optimizer_update_32bit")
     }
 
@@ -89,14 +89,14 @@ def bitsandbytes_shapes(mode: FakeTensorMode, notes: list[str]):
         if note not in notes:
             notes.append(note)
 
-    bnb_functional.create_dynamic_map = real_quantization_map
-    bnb_functional.optimizer_update_8bit_blockwise = skipped_update
-    bnb_functional.optimizer_update_32bit = skipped_update
+    bitsandbytes.functional.create_dynamic_map = real_quantization_map
+    bitsandbytes.functional.optimizer_update_8bit_blockwise = skipped_update
+    bitsandbytes.functional.optimizer_update_32bit = skipped_update
     try:
         yield
     finally:
         for name, function in originals.items():
-            setattr(bnb_functional, name, function)
+            setattr(bitsandbytes.functional, name, function)
 
 
 def _fused_adam_as_on_cuda(optimizer, args, kwargs):
@@ -154,7 +154,7 @@ def traced_steps(spec: RunSpec, steps: int = 2, as_cuda: bool = True) -> tuple[l
             stack.callback(register_optimizer_step_pre_hook(_fused_adam_as_on_cuda).remove)
         torch.manual_seed(spec.seed)
         model = workload.build_model(spec).to(dtype=DTYPES[spec.dtype])
-        training = METHODS[spec.method].prepare(model, spec)
+        training = prepare_training(model, spec, workload)
         training.model.train()
         granularity_bytes = CUDA_ALLOCATION_GRANULARITY_BYTES if as_cuda else 1
         tracker = MemoryTracker(training.model, training.optimizer, granularity_bytes)

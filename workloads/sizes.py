@@ -1,17 +1,17 @@
-"""Looks up model configs declared in suites/models.toml."""
+"""Model configs by workload and size, declared in workloads/sizes.toml."""
 
 import tomllib
 from functools import cache
 from pathlib import Path
 
-MODELS_FILE = Path(__file__).with_name("models.toml")
+SIZES_FILE = Path(__file__).with_name("sizes.toml")
 METHOD_DEFAULT_KEYS = ("galore_rank",)
 """Keys of a size that are a method's per-size defaults, not part of the model config."""
 
 
 @cache
 def _all_configs() -> dict:
-    with open(MODELS_FILE, "rb") as f:
+    with open(SIZES_FILE, "rb") as f:
         return tomllib.load(f)
 
 
@@ -23,7 +23,7 @@ def _size_entry(workload: str, size: str) -> dict:
     sizes = _all_configs().get(workload, {})
     if size not in sizes:
         raise ValueError(
-            f"{MODELS_FILE}: no size {size!r} for workload {workload!r}; accepted: {', '.join(sizes) or 'none'}"
+            f"{SIZES_FILE}: no size {size!r} for workload {workload!r}; accepted: {', '.join(sizes) or 'none'}"
         )
     return sizes[size]
 
@@ -37,5 +37,5 @@ def size_default(workload: str, size: str, key: str):
     """A method's per-size default (one of METHOD_DEFAULT_KEYS), or a ValueError naming the file and key."""
     entry = _size_entry(workload, size)
     if key not in entry:
-        raise ValueError(f"{MODELS_FILE}: [{workload}.{size}] has no {key}; add one or pass the option explicitly")
+        raise ValueError(f"{SIZES_FILE}: [{workload}.{size}] has no {key}; add one or pass the option explicitly")
     return entry[key]

@@ -3,7 +3,8 @@ claim"), traced with our methods at batch 1 and sequence 2048 in BF16, beside th
 
 import time
 
-from meters.estimate_traced import traced_steps
+from estimates.paper_numbers import PAPER_7B_LINES
+from estimates.traced import traced_steps
 from suites.spec import RunSpec
 
 GB = 1e9  # the paper's G here: its 7B figures add up in 10^9 bytes (14 GB of BF16 weights)
@@ -14,12 +15,6 @@ RUNS = (
     ("8-bit GaLore layer-wise r=1024", "galore8bit_layerwise", {"rank": 1024}, 2048),
     ("8-bit GaLore layer-wise r=1024, 512 tokens (the paper's 22.0 GB setting)", "galore8bit_layerwise",
      {"rank": 1024}, 512),
-)
-PAPER_LINES = (
-    "paper, BF16 AdamW, batch 1, seq 2048: at least 58 GB = 14 weights + 42 Adam states and gradients + 2 activations",
-    "paper, 8-bit GaLore layer-wise r=1024: 22.0 GB (token batch up to 500); saves 37.92 GB (63.3%) vs BF16 "
-    "AdamW and 24.5 GB (52.3%) vs 8-bit Adam; the projection saves 9.6 GB (65.5%) of optimizer state; "
-    "layer-wise updates save 13.5 GB of gradients",
 )
 
 
@@ -59,4 +54,4 @@ def paper_7b_report() -> str:
         f"({100 * state_saved / adam8bit.at_peak_bytes['optimizer_state']:.1f}%) of 8-bit Adam's optimizer state; "
         f"layer-wise updates hold {gradient_saved / GB:.2f} GB less gradient at the peak"
     )
-    return "\n".join(lines + list(PAPER_LINES))
+    return "\n".join(lines + list(PAPER_7B_LINES))

@@ -1,0 +1,1 @@
+"""Micro-benchmarks of our own parts against their references (make bench-optim)."""

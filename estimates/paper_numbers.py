@@ -1,0 +1,26 @@
+"""The GaLore paper's published figures that estimates are compared with, in one place
+(../shared/REFERENCE.md cites the tables)."""
+
+# REFERENCE.md, Table 6 (weights, states) and Table 2 (total), in G.
+PAPER_WEIGHTS_STATES_G = {
+    "full": ((0.12, 0.23), (0.25, 0.51), (0.68, 1.37), (2.60, 5.20)),
+    "galore": ((0.12, 0.13), (0.25, 0.28), (0.68, 0.54), (2.60, 1.78)),
+    "low_rank": ((0.08, 0.17), (0.18, 0.37), (0.36, 0.72), (1.19, 2.38)),
+    "lora": ((0.20, 0.17), (0.44, 0.37), (1.04, 0.72), (3.79, 2.38)),
+    "relora": ((0.20, 0.17), (0.44, 0.37), (1.04, 0.72), (3.79, 2.38)),
+}
+PAPER_TOTAL_G = {
+    "full": (0.36, 0.76, 2.06, 7.80),
+    "galore": (0.24, 0.52, 1.22, 4.38),
+    "low_rank": (0.26, 0.54, 1.08, 3.57),
+    "lora": (0.36, 0.80, 1.76, 6.17),
+    "relora": (0.36, 0.80, 1.76, 6.17),
+}
+
+# The 7B figures of the introduction and section 5, as the paper states them.
+PAPER_7B_LINES = (
+    "paper, BF16 AdamW, batch 1, seq 2048: at least 58 GB = 14 weights + 42 Adam states and gradients + 2 activations",
+    "paper, 8-bit GaLore layer-wise r=1024: 22.0 GB (token batch up to 500); saves 37.92 GB (63.3%) vs BF16 "
+    "AdamW and 24.5 GB (52.3%) vs 8-bit Adam; the projection saves 9.6 GB (65.5%) of optimizer state; "
+    "layer-wise updates save 13.5 GB of gradients",
+)
