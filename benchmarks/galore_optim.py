@@ -15,15 +15,17 @@ alike. Measured:
 
 import argparse
 import copy
+import os
 from contextlib import contextmanager, nullcontext
 import statistics
+import sys
 import time
 
 import torch
 from torch._C._profiler import _EventType
 
 from meters.memory import optimizer_state_bytes
-from methods.galore import param_groups
+from methods.galore import GALORE, param_groups
 from methods.galore_adamw import GaLoreAdamW
 from methods.galore_adamw8bit import GaLoreAdamW8bit
 from suites.spec import RunSpec, resolve_device
@@ -59,6 +61,21 @@ def cuda_synchronize_as_no_op():
         torch.cuda.synchronize = original
 
 
+@contextmanager
+def profiler_log_silenced():
+    """The profiler's C++ side writes a start and a stop line to stderr every time; they are
+    of no use to a reader, so stderr goes to /dev/null while it runs and is restored after."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def synchronize(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -74,7 +91,9 @@ def transient_peak_bytes(run_step, device) -> int:
         return torch.cuda.max_memory_allocated(device) - before
     # The CPU allocator keeps no statistics; the profiler's allocation events carry the running
     # total allocated since profiling started (what torch's own memory profiler reads).
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as profile:
+    with profiler_log_silenced(), torch.profiler.profile(
+        activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True
+    ) as profile:
         run_step()
     events, pending = [], list(profile.profiler.kineto_results.experimental_event_tree())
     while pending:
@@ -94,7 +113,8 @@ class Contender:
         self.model = copy.deepcopy(model)
         self.parameters = list(self.model.parameters())
         self.gradients = gradients
-        self.optimizer = make_optimizer(param_groups(self.model, spec))
+        groups = param_groups(self.model, spec, GALORE.parse_options(spec.method_options), WORKLOADS["llama"])
+        self.optimizer = make_optimizer(groups)
         self.step_times_s, self.refresh_times_s = [], []
         self.error = None
 
@@ -121,13 +141,13 @@ class Contender:
             (self.refresh_times_s if index % gap == 0 else self.step_times_s).append(elapsed_s)
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", default="small", help="llama size in workloads/sizes.toml (default small)")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
     parser.add_argument("--gap", type=int, default=5, help="T while measuring: a refresh every GAP steps")
     parser.add_argument("--refreshes", type=int, default=5, help="refresh steps to time (after step 0)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     device = resolve_device(args.device)
     spec = RunSpec(workload="llama", size=args.size, method="galore", method_options={"update_proj_gap": args.gap})
