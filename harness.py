@@ -5,7 +5,7 @@
     python harness.py list
     python harness.py env
     python harness.py estimate --paper-table
-    python harness.py estimate --workload llama --size 7b --method galore8bit_layerwise --batch 1 --seq 2048 --dtype bfloat16
+    python harness.py estimate --size 7b --method galore8bit_layerwise --batch 1 --seq 2048 --dtype bfloat16
     python harness.py estimate --paper-7b
 """
 
@@ -157,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     estimate.add_argument("--batch", type=int, default=1, help="sequences per micro-batch (default 1)")
     estimate.add_argument("--seq", type=int, default=2048, help="tokens per sequence (default 2048)")
     estimate.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step (default 1)")
-    estimate.add_argument("--dtype", choices=list(DTYPES), default="bfloat16", help="parameter dtype (default bfloat16)")
+    estimate.add_argument("--dtype", choices=list(DTYPES), default="bfloat16",
+                          help="parameter dtype (default bfloat16)")
     estimate.add_argument("--steps", type=int, default=2,
                           help="steps traced (default 2: the first creates the optimizer state)")
     estimate.set_defaults(handler=command_estimate)

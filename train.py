@@ -18,6 +18,7 @@ from results.schema import Memory, Metrics
 from suites.spec import DTYPES, RunSpec, resolve_device
 from workloads import WORKLOADS
 
+
 class NonFiniteLoss(RuntimeError):
     """Raised when the loss becomes NaN or infinite; the run is recorded with status nan."""
 

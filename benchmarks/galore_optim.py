@@ -169,7 +169,8 @@ def main(argv=None):
         if index == 0 and device.type == "cpu" and any(c.error for c in contenders if c.name == REFERENCE_8BIT):
             # galore-torch's 8-bit optimizer fails on CPU at torch.cuda.synchronize(); measure its
             # algorithm anyway with that call made a no-op, as one more contender.
-            contenders.append(Contender(STUBBED, makers[REFERENCE_8BIT], model, spec, gradients, stub_cuda_synchronize=True))
+            stubbed = Contender(STUBBED, makers[REFERENCE_8BIT], model, spec, gradients, stub_cuda_synchronize=True)
+            contenders.append(stubbed)
             contenders[-1].timed_step(index, args.gap, device)
     del model
 

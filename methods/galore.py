@@ -85,9 +85,8 @@ def prepare_reference(model, spec, options, workload) -> Training:
         from galore_torch import GaLoreAdamW as ReferenceGaLoreAdamW
     except ImportError as error:
         raise RuntimeError("method galore_ref needs the galore-torch package: pip install galore-torch==1.0") from error
-    optimizer = ReferenceGaLoreAdamW(
-        param_groups(model, spec, options, workload), lr=spec.lr, weight_decay=spec.weight_decay, no_deprecation_warning=True
-    )
+    groups = param_groups(model, spec, options, workload)
+    optimizer = ReferenceGaLoreAdamW(groups, lr=spec.lr, weight_decay=spec.weight_decay, no_deprecation_warning=True)
     return Training(model=model, optimizer=optimizer, scheduler=warmup_cosine_schedule(optimizer, spec))
 
 

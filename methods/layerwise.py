@@ -106,5 +106,8 @@ FULL_METHOD = Method(
     "full_layerwise", _one_optimizer_per_parameter(adamw), NoOptions, "full-rank AdamW, layer-wise updates"
 )
 ADAM8BIT_METHOD = Method(
-    "adam8bit_layerwise", _one_optimizer_per_parameter(adamw8bit), NoOptions, "bitsandbytes AdamW8bit, layer-wise updates"
+    "adam8bit_layerwise",
+    _one_optimizer_per_parameter(adamw8bit),
+    NoOptions,
+    "bitsandbytes AdamW8bit, layer-wise updates",
 )

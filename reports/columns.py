@@ -56,7 +56,8 @@ def _check_keys():
         part, name = column.key.split(".")
         names = {f.name for f in fields(parts[part])}
         if name not in names and not isinstance(getattr(parts[part], name, None), property):
-            raise KeyError(f"reports/columns.py: {column.key} is not a field of results/schema.py's {parts[part].__name__}")
+            schema_class = parts[part].__name__
+            raise KeyError(f"reports/columns.py: {column.key} is not a field of results/schema.py's {schema_class}")
 
 
 _check_keys()

@@ -33,7 +33,8 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
     keys = ["workload", "method"]
     ok = runs[runs.status == "ok"]
     grouped = ok.groupby(keys, sort=False)
-    table = pd.DataFrame({"runs ok": runs.groupby(keys, sort=False).status.apply(lambda s: f"{(s == 'ok').sum()}/{len(s)}")})
+    ok_of_all = runs.groupby(keys, sort=False).status.apply(lambda status: f"{(status == 'ok').sum()}/{len(status)}")
+    table = pd.DataFrame({"runs ok": ok_of_all})
     for column in COLUMNS:
         table[column.title] = pd.to_numeric(grouped[column.key].mean(), errors="coerce") / column.scale
     return table.dropna(axis=1, how="all").reset_index()

@@ -40,7 +40,9 @@ def describe(annotation) -> str:
         return " or ".join(describe(member) for member in typing.get_args(annotation))
     if origin is tuple:
         return "a list of strings"
-    names = {int: "an integer", float: "a number", bool: "a boolean", str: "a string", dict: "a table", type(None): "none"}
+    names = {
+        int: "an integer", float: "a number", bool: "a boolean", str: "a string", dict: "a table", type(None): "none"
+    }
     return names.get(annotation, getattr(annotation, "__name__", str(annotation)))
 
 
@@ -83,9 +85,8 @@ def parse_options(options_class, values: dict, prefix: str = ""):
 
 
 def describe_options(options_class) -> str:
-    """`name=default` of every field, for `harness.py list`."""
-    parts = []
-    for field in fields(options_class):
-        default = field.default if field.default is not MISSING else "(required)"
-        parts.append(f"{field.name}={default!r}" if field.default is not MISSING else f"{field.name} {default}")
-    return ", ".join(parts)
+    """`name=default` of every field (`name (required)` without one), for `harness.py list`."""
+    return ", ".join(
+        f"{field.name} (required)" if field.default is MISSING else f"{field.name}={field.default!r}"
+        for field in fields(options_class)
+    )
