@@ -1,11 +1,13 @@
 # make benchmark: set up if needed, run the default suite, render its report.
 # make test:      set up if needed, run the tests.
+# make check:     the CI memory gate: the ci_memory suite and the traced 7B estimates against
+#                 their committed baselines (results/baselines/); exit 1 when any figure rose.
 # make bench-optim: GaLore optimizer step time and memory, ours vs galore-torch (BENCH_SIZE=small).
 PYTHON := .venv/bin/python
 SUITE ?= suites/smoke.toml
 SUITE_NAME = $(basename $(notdir $(SUITE)))
 
-.PHONY: setup benchmark run report test bench-optim clean
+.PHONY: setup benchmark run report test check check-update bench-optim clean
 
 # The environment is rebuilt only when the pinned requirements change.
 .venv/ready: requirements.txt
@@ -25,6 +27,38 @@ report: setup
 
 test: setup
 	$(PYTHON) -m pytest -q
+
+# The gate's two halves run side by side (their figures are bytes, not times), from scratch:
+# stale results from an earlier checkout must never be compared.
+CHECK_RUNS = results/ci_memory.jsonl
+CHECK_TRACED = results/ci_traced_7b.jsonl
+CHECK_SETS = --baseline results/baselines/ci_memory.json
+TRACED_SETS = --baseline results/baselines/ci_traced_7b.json
+
+$(CHECK_RUNS): setup
+	rm -f $@
+	$(PYTHON) harness.py run suites/ci_memory.toml --results $@ --no-progress
+
+# Every registered method's 7B traced estimate (BF16, batch 1, seq 256).
+$(CHECK_TRACED): setup
+	rm -f $@
+	$(PYTHON) harness.py estimate --size 7b --seq 256 --batch 1 --dtype bfloat16 --method all \
+		--records $@ --suite ci_traced_7b > /dev/null
+
+.PHONY: $(CHECK_RUNS) $(CHECK_TRACED)
+
+check: setup
+	$(MAKE) --no-print-directory -j2 $(CHECK_RUNS) $(CHECK_TRACED)
+	status=0; \
+	$(PYTHON) harness.py check $(CHECK_RUNS) $(CHECK_SETS) || status=1; \
+	$(PYTHON) harness.py check $(CHECK_TRACED) $(TRACED_SETS) || status=1; \
+	exit $$status
+
+# After a deliberate change: rerun both halves and rewrite the baselines, saying what changed.
+check-update: setup
+	$(MAKE) --no-print-directory -j2 $(CHECK_RUNS) $(CHECK_TRACED)
+	$(PYTHON) harness.py check $(CHECK_RUNS) $(CHECK_SETS) --update
+	$(PYTHON) harness.py check $(CHECK_TRACED) $(TRACED_SETS) --update
 
 BENCH_SIZE ?= small
 bench-optim: setup

@@ -2,6 +2,7 @@
 
     python harness.py run suites/smoke.toml
     python harness.py report results/smoke.jsonl
+    python harness.py check results/ci_memory.jsonl --baseline results/baselines/ci_memory.json
     python harness.py list
     python harness.py env
     python harness.py estimate --paper-table
@@ -40,6 +41,44 @@ def command_report(args) -> int:
 
     print(render_report(Path(args.results), args.out))
     return 0
+
+
+def command_check(args) -> int:
+    from results import baseline as gate
+    from results.records import read_records
+
+    results_path, baseline_path = Path(args.results), Path(args.baseline)
+    if not results_path.is_file():
+        raise gate.BaselineError(f"{results_path}: no such results file")
+    records = read_records(results_path)
+    if not records:
+        raise gate.BaselineError(f"{results_path}: holds no run records")
+    previous = gate.read_baseline(baseline_path) if baseline_path.exists() or not args.update else None
+    if args.update:
+        updated = gate.baseline_from(records, previous)
+        updated.tolerance = args.tolerance if args.tolerance is not None else updated.tolerance
+        updated.loss_tolerance = args.loss_tolerance if args.loss_tolerance is not None else updated.loss_tolerance
+        changed = []
+        if previous is not None:
+            changed = [row for row in gate.compare(records, previous, 0.0, 0.0) if row.verdict != "same"]
+            print(gate.format_comparisons(changed) if changed else "no figure changed")
+        gate.write_baseline(baseline_path, updated)
+        print(f"{baseline_path}: written from {results_path}: {len(updated.runs)} runs, {len(changed)} changes")
+        return 0
+    tolerance = previous.tolerance if args.tolerance is None else args.tolerance
+    loss_tolerance = previous.loss_tolerance if args.loss_tolerance is None else args.loss_tolerance
+    rows = gate.compare(records, previous, tolerance, loss_tolerance)
+    matched = {row.run for row in rows if row.verdict != "missing"} & {f"{r.label} ({r.workload})" for r in previous.runs}
+    if not matched:
+        raise gate.BaselineError(f"{results_path}: no runs in common with {baseline_path}")
+    print(f"{results_path} against {baseline_path}: a byte figure fails above +{tolerance:.1%}, "
+          f"the final loss above +{loss_tolerance:.1%}")
+    for note in gate.version_notes(records, previous):
+        print(f"note: versions differ, so bytes may move: {note}")
+    print(gate.format_comparisons(rows))
+    counts = {verdict: sum(row.verdict == verdict for row in rows) for verdict in gate.VERDICTS}
+    print(", ".join(f"{count} {verdict}" for verdict, count in counts.items()))
+    return 1 if any(row.verdict in gate.FAILING_VERDICTS for row in rows) else 0
 
 
 def command_list(args) -> int:
@@ -85,33 +124,44 @@ def command_estimate(args) -> int:
 
         print(paper_7b_report())
         return 0
-    import time
-
-    from estimates.traced import format_traced, traced_steps
+    from estimates.traced import format_traced, traced_record
     from methods import METHODS
+    from results.records import append_record
     from suites.load import parse_assignment
     from suites.spec import RunSpec
     from workloads import WORKLOADS
     from workloads.sizes import model_config
 
-    if args.method not in METHODS:
-        raise ValueError(f"--method {args.method!r} is not registered; accepted: {', '.join(METHODS)}")
+    methods = list(METHODS) if args.method == ["all"] else args.method or ["full"]
+    for method in methods:
+        if method not in METHODS:
+            raise ValueError(f"--method {method!r} is not registered; accepted: all, {', '.join(METHODS)}")
     if args.workload not in WORKLOADS:
         raise ValueError(f"--workload {args.workload!r} is not registered; accepted: {', '.join(WORKLOADS)}")
     model_config(args.workload, args.size)
     options = dict(parse_assignment(assignment, "--option") for assignment in args.option)
     data = dict(parse_assignment(assignment, "--data") for assignment in args.data)
-    METHODS[args.method].parse_options(options)
-    WORKLOADS[args.workload].data(RunSpec(workload=args.workload, size=args.size, method=args.method, data=data))
-    spec = RunSpec(
-        workload=args.workload, size=args.size, method=args.method, method_options=options, data=data,
-        batch_size=args.batch, seq_len=args.seq, grad_accum=args.grad_accum, dtype=args.dtype,
-        device="cpu", steps=args.steps,
-    )
-    started = time.perf_counter()
-    steps, notes = traced_steps(spec, steps=args.steps)
-    print(format_traced(spec, steps, notes, time.perf_counter() - started))
-    return 0
+    specs = [
+        RunSpec(
+            workload=args.workload, size=args.size, method=method, method_options=options, data=data,
+            batch_size=args.batch, seq_len=args.seq, grad_accum=args.grad_accum, dtype=args.dtype,
+            device="cpu", steps=args.steps,
+        )
+        for method in methods
+    ]
+    for spec in specs:  # every option checked before the first (slow) trace
+        METHODS[spec.method].parse_options(options)
+        WORKLOADS[spec.workload].data(spec)
+    failed = 0
+    for spec in specs:
+        record = traced_record(spec, label=spec.method, suite=args.suite)
+        print(format_traced(record))
+        failed += record.status != "ok"
+        if args.records:
+            append_record(Path(args.records), record)
+    if args.records:
+        print(f"{len(specs)} estimate records appended to {args.records}")
+    return 1 if failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,6 +184,18 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", help="output folder (default reports/out/<results file stem>)")
     report.set_defaults(handler=command_report)
 
+    check = commands.add_parser(
+        "check", help="compare a results file's memory figures with a baseline: exit 1 when any rose"
+    )
+    check.add_argument("results", help="results file, e.g. results/ci_memory.jsonl")
+    check.add_argument("--baseline", required=True, help="baseline file, e.g. results/baselines/ci_memory.json")
+    check.add_argument("--tolerance", type=float,
+                       help="relative rise of a byte figure that fails (default: the baseline's, 0.01 when new)")
+    check.add_argument("--loss-tolerance", type=float,
+                       help="relative rise of a final loss that fails (default: the baseline's, 0.02 when new)")
+    check.add_argument("--update", action="store_true", help="rewrite the baseline from the results, saying what changed")
+    check.set_defaults(handler=command_check)
+
     listing = commands.add_parser("list", help="list methods, workloads and suites")
     listing.set_defaults(handler=command_list)
 
@@ -149,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--paper-7b", action="store_true", help="the paper's 7B introduction figures beside ours")
     estimate.add_argument("--workload", default="llama", help="registered workload (default llama)")
     estimate.add_argument("--size", default="7b", help="model size in workloads/sizes.toml (default 7b)")
-    estimate.add_argument("--method", default="full", help="registered method (default full)")
+    estimate.add_argument("--method", action="append", default=[],
+                          help="registered method, repeatable, or all (default full)")
     estimate.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                           help="a method option, e.g. rank=1024")
     estimate.add_argument("--data", action="append", default=[], metavar="KEY=VALUE",
@@ -161,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="parameter dtype (default bfloat16)")
     estimate.add_argument("--steps", type=int, default=2,
                           help="steps traced (default 2: the first creates the optimizer state)")
+    estimate.add_argument("--records", help="append one estimate record per method to this results file")
+    estimate.add_argument("--suite", default="estimate", help="the suite name the records carry (default estimate)")
     estimate.set_defaults(handler=command_estimate)
     return parser
 

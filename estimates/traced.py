@@ -7,17 +7,22 @@ that need real data are replaced by their exact shapes and dtypes (bitsandbytes_
 """
 
 import itertools
+import time
+import traceback
 import weakref
 from contextlib import ExitStack, contextmanager
+from datetime import datetime, timezone
 
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode, unset_fake_temporarily
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from meters.tracker import CUDA_ALLOCATION_GRANULARITY_BYTES, MemoryTracker, StepMemory
+from meters.environment import environment
+from meters.tracker import CUDA_ALLOCATION_GRANULARITY_BYTES, MemoryTracker, StepMemory, summarize
 from methods import prepare_training
 from methods.base import bitsandbytes
+from results.schema import Memory, Record
 from suites.spec import DTYPES, RunSpec
 from train import training_step
 from workloads import WORKLOADS
@@ -165,27 +170,45 @@ def traced_steps(spec: RunSpec, steps: int = 2, as_cuda: bool = True) -> tuple[l
     return tracker.steps, notes
 
 
+def traced_record(spec: RunSpec, label: str, suite: str) -> Record:
+    """The traced estimate of `spec` (its first spec.steps steps) as a record of kind
+    traced_estimate; a spec that cannot be traced gives a record with status error and the
+    message, so a grid of estimates goes on."""
+    started = time.time()
+    common = dict(run_id=spec.run_id, suite=suite, label=label, spec=spec, kind="traced_estimate",
+                  started_at=datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
+                  environment=environment(torch.device("cpu")))
+    try:
+        traced, notes = traced_steps(spec, spec.steps)
+    except Exception as error:  # noqa: BLE001 - every failure must become a record
+        return Record(**common, status="error", error=f"{type(error).__name__}: {error}",
+                      traceback=traceback.format_exc(limit=-8), wall_s=time.time() - started)
+    return Record(**common, status="ok", memory=Memory(**summarize(traced)), notes=notes, wall_s=time.time() - started)
+
+
 GIB = 2**30
 
 
-def format_traced(spec: RunSpec, steps: list[StepMemory], notes: list[str], wall_s: float) -> str:
-    """The peak of the traced steps with its breakdown, and the step end's, in GiB and GB."""
-    highest = max(steps, key=lambda s: s.peak_bytes)
+def format_traced(record: Record) -> str:
+    """A traced estimate's peak with its breakdown, and the step end's, in GiB and GB."""
+    spec, memory = record.spec, record.memory
     options = f" {spec.method_options}" if spec.method_options else ""
     lines = [
         f"Traced estimate (fake CPU tensors, no memory allocated): {spec.workload}-{spec.size}, "
         f"method {spec.method}{options}, batch {spec.batch_size} x seq {spec.seq_len} x accumulation "
         f"{spec.grad_accum}, {spec.dtype}",
-        f"peak: {highest.peak_bytes / GIB:.2f} GiB ({highest.peak_bytes / 1e9:.2f} GB) in step "
-        f"{steps.index(highest)} of {len(steps)} traced (step 0 creates the optimizer state, step 1 runs with it)",
+    ]
+    if record.status != "ok":
+        return "\n".join(lines + [f"could not be traced: {record.error}"])
+    peak = memory.tracker_peak_bytes
+    lines += [
+        f"peak: {peak / GIB:.2f} GiB ({peak / 1e9:.2f} GB) in step {memory.tracker_peak_step} of {spec.steps} traced "
+        "(step 0 creates the optimizer state, step 1 runs with it)",
         f"{'':<18}{'at peak GiB':>12}{'step end GiB':>14}",
     ]
-    for category in highest.at_peak_bytes:
-        lines.append(
-            f"{category:<18}{highest.at_peak_bytes[category] / GIB:>12.3f}"
-            f"{steps[-1].at_step_end_bytes[category] / GIB:>14.3f}"
-        )
-    lines.append(f"{'total':<18}{highest.peak_bytes / GIB:>12.3f}{sum(steps[-1].at_step_end_bytes.values()) / GIB:>14.3f}")
-    lines += ["assumptions and substitutions:"] + [f"  - {note}" for note in notes]
-    lines.append(f"traced in {wall_s:.1f} s wall")
+    for category, at_peak in memory.tracker_at_peak_bytes.items():
+        lines.append(f"{category:<18}{at_peak / GIB:>12.3f}{memory.tracker_at_step_end_bytes[category] / GIB:>14.3f}")
+    lines.append(f"{'total':<18}{peak / GIB:>12.3f}{sum(memory.tracker_at_step_end_bytes.values()) / GIB:>14.3f}")
+    lines += ["assumptions and substitutions:"] + [f"  - {note}" for note in record.notes]
+    lines.append(f"traced in {record.wall_s:.1f} s wall")
     return "\n".join(lines)

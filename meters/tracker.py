@@ -243,16 +243,19 @@ class MemoryTracker(TorchDispatchMode):
         )
 
     def summary(self) -> dict:
-        """Record fields: the highest peak of the tracked steps with its breakdown, and the
-        breakdown at the end of the last tracked step (the steady state)."""
-        if not self.steps:
-            return dict.fromkeys(
-                ("tracker_peak_bytes", "tracker_peak_step", "tracker_at_peak_bytes", "tracker_at_step_end_bytes")
-            )
-        highest = max(self.steps, key=lambda s: s.peak_bytes)
-        return {
-            "tracker_peak_bytes": highest.peak_bytes,
-            "tracker_peak_step": self.steps.index(highest),
-            "tracker_at_peak_bytes": highest.at_peak_bytes,
-            "tracker_at_step_end_bytes": self.steps[-1].at_step_end_bytes,
-        }
+        """Record fields of the tracked steps (see summarize)."""
+        return summarize(self.steps)
+
+
+def summarize(steps: list[StepMemory]) -> dict:
+    """Record fields: the highest peak of the steps with its breakdown, and the breakdown at
+    the end of the last step (the steady state); None for each without steps."""
+    if not steps:
+        return dict.fromkeys(("tracker_peak_bytes", "tracker_peak_step", "tracker_at_peak_bytes", "tracker_at_step_end_bytes"))
+    highest = max(steps, key=lambda s: s.peak_bytes)
+    return {
+        "tracker_peak_bytes": highest.peak_bytes,
+        "tracker_peak_step": steps.index(highest),
+        "tracker_at_peak_bytes": highest.at_peak_bytes,
+        "tracker_at_step_end_bytes": steps[-1].at_step_end_bytes,
+    }

@@ -5,10 +5,15 @@ LM head stay trainable by default (`train_non_lora`); the base weights of the ad
 layers are frozen.
 """
 
+import warnings
 from dataclasses import dataclass
 
 import peft
 import torch
+
+# peft 0.21 asks transformers 5.23 a question transformers renamed; the FutureWarning it
+# prints on every LoRA model is about their code, not the user's.
+warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 from methods.base import Method, Training, adamw, warmup_cosine_schedule
 

@@ -7,7 +7,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen before pyplot loads
 
-from reports.table import workload_name  # noqa: E402
 from results.schema import Record  # noqa: E402
 
 
@@ -16,7 +15,7 @@ def ok_runs_by_workload(records: list[Record]) -> dict[str, list[Record]]:
     by_workload: dict[str, list[Record]] = {}
     for record in records:
         if record.status == "ok":
-            by_workload.setdefault(workload_name(record), []).append(record)
+            by_workload.setdefault(record.workload_name, []).append(record)
     return by_workload
 
 

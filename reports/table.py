@@ -11,7 +11,7 @@ def runs_frame(records: list[Record]) -> pd.DataFrame:
     rows = []
     for record in records:
         row = {
-            "workload": workload_name(record),
+            "workload": record.workload_name,
             "method": record.label,
             "seed": record.spec.seed,
             "status": record.status,
@@ -19,12 +19,6 @@ def runs_frame(records: list[Record]) -> pd.DataFrame:
         }
         rows.append({**row, **{column.key: column.value(record) for column in COLUMNS}})
     return pd.DataFrame(rows)
-
-
-def workload_name(record: Record) -> str:
-    """Workload and size, plus the task where one workload runs several (GLUE)."""
-    task = record.spec.data.get("task")
-    return f"{record.spec.workload}-{record.spec.size}" + (f" {task}" if task else "")
 
 
 def summary_table(runs: pd.DataFrame) -> pd.DataFrame:

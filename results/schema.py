@@ -12,6 +12,7 @@ from suites.spec import RunSpec
 SCHEMA_VERSION = 2
 """1: records before the schema was typed (no schema_version; GLUE metrics loose in metrics,
 data.model for a checkpoint). 2: this layout."""
+KINDS = ("run", "traced_estimate")
 STATUSES = ("ok", "oom", "nan", "error")
 FINISHED = ("ok", "oom", "nan")
 """Outcomes that re-running the same spec would repeat; `error` runs are retried on resume."""
@@ -119,7 +120,8 @@ class Environment:
 
 @dataclass
 class Record:
-    """One run: what was asked (spec), what happened (status) and what was measured."""
+    """One run or one estimate: what was asked (spec), what happened (status) and what was
+    measured or estimated."""
 
     run_id: str
     """The spec's hash (suites/spec.py); resume skips ids already finished."""
@@ -145,12 +147,26 @@ class Record:
     """Memory figures."""
     environment: Environment = field(default_factory=Environment)
     """Versions, device and code state."""
+    kind: str = "run"
+    """One of KINDS. "run": trained and measured. "traced_estimate": the spec's first steps
+    traced on fake tensors (estimates/traced.py); only memory.tracker_* is filled, and the
+    figures are estimates, never to be mixed with measured ones."""
+    notes: list[str] = field(default_factory=list)
+    """For an estimate: the assumptions and substitutions it applied."""
     schema_version: int = SCHEMA_VERSION
     """The layout this record was written in (see SCHEMA_VERSION)."""
 
     def __post_init__(self):
         if self.status not in STATUSES:
             raise RecordError(f"status {self.status!r} is not known; accepted: {', '.join(STATUSES)}")
+        if self.kind not in KINDS:
+            raise RecordError(f"kind {self.kind!r} is not known; accepted: {', '.join(KINDS)}")
+
+    @property
+    def workload_name(self) -> str:
+        """Workload and size, plus the task where one workload runs several (GLUE): "llama-tiny"."""
+        task = self.spec.data.get("task")
+        return f"{self.spec.workload}-{self.spec.size}" + (f" {task}" if task else "")
 
     def to_json(self) -> dict:
         return asdict(self)
