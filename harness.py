@@ -67,10 +67,9 @@ def command_check(args) -> int:
         return 0
     tolerance = previous.tolerance if args.tolerance is None else args.tolerance
     loss_tolerance = previous.loss_tolerance if args.loss_tolerance is None else args.loss_tolerance
-    rows = gate.compare(records, previous, tolerance, loss_tolerance)
-    matched = {row.run for row in rows if row.verdict != "missing"} & {f"{r.label} ({r.workload})" for r in previous.runs}
-    if not matched:
+    if not gate.runs_in_common(records, previous):
         raise gate.BaselineError(f"{results_path}: no runs in common with {baseline_path}")
+    rows = gate.compare(records, previous, tolerance, loss_tolerance)
     print(f"{results_path} against {baseline_path}: a byte figure fails above +{tolerance:.1%}, "
           f"the final loss above +{loss_tolerance:.1%}")
     for note in gate.version_notes(records, previous):

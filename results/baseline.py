@@ -169,6 +169,11 @@ def compare(records: list[Record], baseline: Baseline, tolerance: float, loss_to
     return rows
 
 
+def runs_in_common(records: list[Record], baseline: Baseline) -> int:
+    """How many baseline runs (run id and label) the records have."""
+    return len({(r.run_id, r.label) for r in records} & {(run.run_id, run.label) for run in baseline.runs})
+
+
 def version_notes(records: list[Record], baseline: Baseline) -> list[str]:
     """One line per gated package whose version differs from the baseline's."""
     now = records[0].environment.packages if records else {}
