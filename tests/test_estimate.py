@@ -8,7 +8,7 @@ import torch
 import harness
 from estimates.traced import traced_steps
 from meters.tracker import MemoryTracker
-from methods import prepare_training
+from methods import METHODS, prepare_training
 from workloads.sizes import model_config
 from tests.conftest import tiny_spec
 from train import optimizer_step
@@ -85,7 +85,7 @@ def test_traced_estimate_command_prints_the_traced_peak_and_breakdown(capsys):
 
 def test_estimate_names_an_unknown_method(capsys):
     assert harness.main(["estimate", "--method", "sgd"]) == 2
-    assert "--method 'sgd' is not registered; accepted: full" in capsys.readouterr().err
+    assert capsys.readouterr().err == f"error: --method 'sgd' is not registered; accepted: all, {', '.join(METHODS)}\n"
 
 
 def test_paper_7b_report_prints_our_peaks_their_savings_and_the_papers_figures(monkeypatch):
