@@ -20,8 +20,20 @@ REPO_ROOT = Path(__file__).resolve().parent
 RESULTS_DIR = REPO_ROOT / "results"
 
 
+def _refuse_missing_cuda(source: str, suite):
+    import torch
+
+    on_cuda = [run for run in suite.runs if run.spec.device.startswith("cuda")]
+    if on_cuda and not torch.cuda.is_available():
+        raise ValueError(
+            f"{source}: device = {on_cuda[0].spec.device!r} ({len(on_cuda)} runs) but this machine has no CUDA "
+            "device (torch.cuda.is_available() is False); --set device=cpu runs them here"
+        )
+
+
 def command_run(args) -> int:
-    from runner import run_suite
+    from results.records import ResultsLocked
+    from runner import RunStopped, run_suite
     from suites.load import load_suite, parse_overrides
 
     suite = load_suite(args.suite, parse_overrides(args.set))
@@ -30,10 +42,20 @@ def command_run(args) -> int:
         for planned in suite.runs:
             print(planned.spec.run_id, planned.label, json.dumps(planned.spec.to_json(), sort_keys=True))
         return 0
-    records = run_suite(suite, results_path, progress=not args.no_progress)
+    _refuse_missing_cuda(args.suite, suite)
+    try:
+        records = run_suite(suite, results_path, progress=not args.no_progress, timeout_s=args.run_timeout,
+                            retry_timeouts=args.retry_timeouts)
+    except ResultsLocked as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except RunStopped as stopped:
+        print(f"{stopped}: the run in progress is recorded killed and will run again on resume; "
+              f"records in {results_path}", file=sys.stderr)
+        return 128 + stopped.signal_number
     failed = [r for r in records if r.status != "ok"]
     print(f"{len(records) - len(failed)} ok, {len(failed)} not ok; records in {results_path}")
-    return 0
+    return 1 if failed else 0
 
 
 def command_report(args) -> int:
@@ -176,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override a run-spec field for every run, e.g. steps=10 or data.path=/data/c4")
     run.add_argument("--dry-run", action="store_true", help="print the run specs and their ids, run nothing")
     run.add_argument("--no-progress", action="store_true", help="no per-step progress bars")
+    run.add_argument("--run-timeout", type=float, metavar="SECONDS",
+                     help="stop a run after this long and record it as timeout")
+    run.add_argument("--retry-timeouts", action="store_true", help="run again the runs recorded as timeout")
     run.set_defaults(handler=command_run)
 
     report = commands.add_parser("report", help="render a results file to Markdown and PNG")

@@ -8,8 +8,15 @@ bitsandbytes and our modules once: a tiny run then starts in a fraction of a sec
 of the five or so seconds those imports take in a fresh interpreter. The server itself never
 touches CUDA or trains, so each worker still starts with no device state and no optimizer,
 model or data of another run.
+
+Every way a run can end becomes its record (results/schema.py STATUSES): an exception in
+the worker is classified there; a worker that dies is classified here from its exit signal
+and the kernel's OOM-kill count; a run past --run-timeout is stopped and recorded timeout;
+SIGINT or SIGTERM to the harness stops the current worker (SIGTERM, then SIGKILL after a
+grace period), records it killed, and stops the suite. Workers die with the harness.
 """
 
+import ctypes
 import json
 import multiprocessing
 import os
@@ -19,11 +26,12 @@ import time
 import traceback
 from dataclasses import asdict
 from datetime import datetime, timezone
+from multiprocessing import forkserver
 from pathlib import Path
 
 import torch
 
-from results.records import append_record, finished_run_ids
+from results.records import append_record, finished_run_ids, results_lock
 from results.schema import Record
 from suites.load import PlannedRun, Suite
 
@@ -31,6 +39,22 @@ WORKER_PRELOAD = ["train", "meters.environment"]
 """Modules the fork server imports once for every worker (train imports the rest)."""
 WORKERS = multiprocessing.get_context("forkserver")
 WORKERS.set_forkserver_preload(WORKER_PRELOAD)
+GRACE_S = 10.0
+"""Seconds a worker gets to stop after SIGTERM before it is killed."""
+PR_SET_PDEATHSIG = 1
+
+
+class RunStopped(Exception):
+    """SIGINT or SIGTERM reached the harness during a run; `record` is that run's record."""
+
+    def __init__(self, signal_number: int, record: Record | None = None):
+        super().__init__(f"stopped by {signal.Signals(signal_number).name}")
+        self.signal_number = signal_number
+        self.record = record
+
+
+def _raise_stop(signal_number, frame):
+    raise RunStopped(signal_number)
 
 
 def _classify(error: BaseException) -> str:
@@ -40,20 +64,42 @@ def _classify(error: BaseException) -> str:
         return "oom"
     if isinstance(error, NonFiniteLoss):
         return "nan"
+    if isinstance(error, (KeyboardInterrupt, SystemExit)):
+        return "killed"
     return "error"
 
 
-def _worker(spec_json: dict, outcome_path: str, train_function, progress: bool):
-    """Runs in the child: train, and write the outcome (success or caught failure) as the
-    record's fields in JSON."""
-    from meters.environment import environment
-    from suites.spec import RunSpec, resolve_device
+def _die_with_the_harness():
+    """The kernel kills this worker when the fork server exits, and the fork server exits
+    when the harness does, however it ends: no run trains on without a harness."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    # The fork server exits once every holder of its "alive" pipe has closed it; it hands a
+    # copy to each worker, so that it outlives its children. Ours closes that copy, leaving
+    # the harness the only holder.
+    alive_fd = forkserver._forkserver._forkserver_alive_fd
+    if alive_fd is not None:
+        os.close(alive_fd)
+        forkserver._forkserver._forkserver_alive_fd = None
+    if os.getppid() == 1:  # the fork server was gone before the line above took effect
+        os._exit(1)
 
-    spec = RunSpec(**spec_json)
-    outcome = {"environment": asdict(environment(resolve_device(spec.device)))}
+
+def _worker(spec_json: dict, outcome_path: str, train_function, progress: bool):
+    """Runs in the child: set up, train, and write the outcome (success or caught failure) as
+    the record's fields in JSON."""
+    _die_with_the_harness()
+    outcome = {}
     try:
+        from meters.environment import environment
+        from suites.spec import RunSpec, resolve_device
+        from train import divergence
+
+        spec = RunSpec(**spec_json)
+        outcome["environment"] = asdict(environment(resolve_device(spec.device)))
         metrics, memory = train_function(spec, progress=progress)
-        outcome.update(metrics=asdict(metrics), memory=asdict(memory), status="ok")
+        diverged = divergence(metrics)
+        outcome.update(metrics=asdict(metrics), memory=asdict(memory), status="diverged" if diverged else "ok",
+                       error=diverged)
     except BaseException as error:  # noqa: BLE001 - every failure must become a record
         outcome.update(
             status=_classify(error),
@@ -63,29 +109,68 @@ def _worker(spec_json: dict, outcome_path: str, train_function, progress: bool):
     Path(outcome_path).write_text(json.dumps(outcome))
 
 
-def _exit_outcome(exitcode: int) -> dict:
+def _oom_kills() -> int | None:
+    """The kernel's count of OOM kills since boot (/proc/vmstat), or None where it has none."""
+    try:
+        with open("/proc/vmstat") as vmstat:
+            return next((int(line.split()[1]) for line in vmstat if line.startswith("oom_kill ")), None)
+    except OSError:
+        return None
+
+
+def _exit_outcome(exitcode: int, oom_kills_before: int | None) -> dict:
     """The outcome of a worker that died without writing one."""
-    if exitcode == -signal.SIGKILL:
-        # The kernel's out-of-memory killer ends processes with SIGKILL.
-        return {"status": "oom", "error": "worker killed by SIGKILL (most likely out of host memory)"}
-    return {"status": "error", "error": f"worker process exited with code {exitcode} without a result"}
+    if exitcode >= 0:
+        return {"status": "error", "error": f"worker process exited with code {exitcode} without a result"}
+    name = signal.Signals(-exitcode).name
+    oom_kills_after = _oom_kills()
+    if exitcode == -signal.SIGKILL and None not in (oom_kills_before, oom_kills_after) and oom_kills_after > oom_kills_before:
+        return {"status": "oom", "error": f"worker killed by the kernel's OOM killer (/proc/vmstat oom_kill "
+                                          f"{oom_kills_before} -> {oom_kills_after}): out of host memory"}
+    return {"status": "killed", "error": f"worker killed by {name} from outside the harness"}
 
 
-def run_one(planned: PlannedRun, suite_name: str, train_function, progress: bool = True) -> Record:
-    """Run one spec in a fresh process and return its record."""
+def _stop(worker):
+    """SIGTERM, then SIGKILL after GRACE_S."""
+    worker.terminate()
+    worker.join(GRACE_S)
+    if worker.is_alive():
+        worker.kill()
+        worker.join()
+
+
+def run_one(planned: PlannedRun, suite_name: str, train_function, progress: bool = True,
+            timeout_s: float | None = None) -> Record:
+    """Run one spec in a fresh process and return its record; RunStopped (with the record)
+    when the harness is told to stop meanwhile."""
     started = time.time()
+    stopped_by = None
     with tempfile.TemporaryDirectory() as scratch:
         outcome_path = os.path.join(scratch, "outcome.json")
         worker = WORKERS.Process(
             target=_worker, args=(planned.spec.to_json(), outcome_path, train_function, progress)
         )
-        worker.start()
-        worker.join()
-        if os.path.exists(outcome_path):
+        oom_kills_before = _oom_kills()
+        try:
+            worker.start()
+            worker.join(timeout_s)
+        except RunStopped as stop:
+            for signal_number in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signal_number, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+            stopped_by = stop.signal_number
+        if stopped_by is not None:
+            if worker.pid is not None:
+                _stop(worker)
+            name = signal.Signals(stopped_by).name
+            outcome = {"status": "killed", "error": f"the harness was stopped by {name} during this run"}
+        elif worker.is_alive():
+            _stop(worker)
+            outcome = {"status": "timeout", "error": f"ran past --run-timeout {timeout_s:g} s and was stopped"}
+        elif os.path.exists(outcome_path):
             outcome = json.loads(Path(outcome_path).read_text())
         else:
-            outcome = _exit_outcome(worker.exitcode)
-    return Record.from_json(
+            outcome = _exit_outcome(worker.exitcode, oom_kills_before)
+    record = Record.from_json(
         {
             "run_id": planned.spec.run_id,
             "suite": suite_name,
@@ -96,23 +181,42 @@ def run_one(planned: PlannedRun, suite_name: str, train_function, progress: bool
             **outcome,
         }
     )
+    if stopped_by is not None:
+        raise RunStopped(stopped_by, record)
+    return record
 
 
-def run_suite(suite: Suite, results_path: Path, train_function=None, progress: bool = True) -> list[Record]:
-    """Run every planned run not already finished in results_path; returns the new records."""
+def run_suite(suite: Suite, results_path: Path, train_function=None, progress: bool = True,
+              timeout_s: float | None = None, retry_timeouts: bool = False) -> list[Record]:
+    """Run every planned run not already finished in results_path, holding its lock; returns
+    the new records. RunStopped when SIGINT or SIGTERM arrives (the run in progress recorded)."""
     if train_function is None:
         from train import train as train_function
-    done = finished_run_ids(results_path)
-    pending = [run for run in suite.runs if run.spec.run_id not in done]
-    print(f"{suite.name}: {len(suite.runs)} runs, {len(suite.runs) - len(pending)} already finished, "
-          f"{len(pending)} to run -> {results_path}")
+    handlers = {number: signal.signal(number, _raise_stop) for number in (signal.SIGINT, signal.SIGTERM)}
     records = []
-    for index, planned in enumerate(pending, 1):
-        spec = planned.spec
-        print(f"[{index}/{len(pending)}] {planned.label} {spec.workload}-{spec.size} seed {spec.seed} ({spec.run_id})")
-        record = run_one(planned, suite.name, train_function, progress)
-        append_record(results_path, record)
-        records.append(record)
-        summary = record.error or f"final loss {record.metrics.final_loss:.4f}"
-        print(f"    {record.status}: {summary} ({record.wall_s:.1f} s)")
+    try:
+        with results_lock(results_path):
+            done = finished_run_ids(results_path, retried=("timeout",) if retry_timeouts else ())
+            pending = [run for run in suite.runs if run.spec.run_id not in done]
+            print(f"{suite.name}: {len(suite.runs)} runs, {len(suite.runs) - len(pending)} already finished, "
+                  f"{len(pending)} to run -> {results_path}")
+            for index, planned in enumerate(pending, 1):
+                spec = planned.spec
+                print(f"[{index}/{len(pending)}] {planned.label} {spec.workload}-{spec.size} seed {spec.seed} "
+                      f"({spec.run_id})")
+                try:
+                    record = run_one(planned, suite.name, train_function, progress, timeout_s)
+                except RunStopped as stopped:
+                    if stopped.record is not None:
+                        append_record(results_path, stopped.record)
+                        records.append(stopped.record)
+                        print(f"    killed: {stopped.record.error}")
+                    raise
+                append_record(results_path, record)
+                records.append(record)
+                summary = record.error or f"final loss {record.metrics.final_loss:.4f}"
+                print(f"    {record.status}: {summary} ({record.wall_s:.1f} s)")
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
     return records

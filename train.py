@@ -23,6 +23,27 @@ class NonFiniteLoss(RuntimeError):
     """Raised when the loss becomes NaN or infinite; the run is recorded with status nan."""
 
 
+ROSE_ABOVE_START = 1.25
+"""A final loss above this multiple of the first step's is divergence."""
+LEARNT_BELOW_UNIFORM = 0.9
+RETURNED_TO_UNIFORM = 0.99
+"""A loss that fell below LEARNT_BELOW_UNIFORM x the uniform-prediction loss and ended at or
+above RETURNED_TO_UNIFORM x it has collapsed: the model predicts nothing any more. A short run
+that never left the uniform level is not divergence: it has not learnt yet."""
+
+
+def divergence(metrics: Metrics) -> str | None:
+    """Why a finished run counts as diverged, or None: its figures are kept either way."""
+    losses, uniform = metrics.loss_curve, metrics.uniform_loss
+    if losses[-1] > ROSE_ABOVE_START * losses[0]:
+        return f"final loss {losses[-1]:.4f} is above {ROSE_ABOVE_START} x the first step's {losses[0]:.4f}"
+    learnt = uniform is not None and min(losses) < LEARNT_BELOW_UNIFORM * uniform
+    if learnt and losses[-1] >= RETURNED_TO_UNIFORM * uniform:
+        return (f"loss fell to {min(losses):.4f} and came back to {losses[-1]:.4f}, the uniform-prediction "
+                f"level {uniform:.4f}: the model collapsed")
+    return None
+
+
 def optimizer_step(spec: RunSpec, workload, training, batches, device) -> tuple[torch.Tensor, int]:
     """One optimizer step over spec.grad_accum micro-batches; returns (loss, tokens seen)."""
     step_loss = torch.zeros((), device=device)
@@ -92,6 +113,7 @@ def train(spec: RunSpec, progress: bool = True) -> tuple[Metrics, Memory]:
         loss_curve=losses,
         final_loss=losses[-1],
         loss_floor=floor,
+        uniform_loss=workload.uniform_loss(spec),
         final_loss_above_floor=None if floor is None else losses[-1] - floor,
         **clock.summary(),
         **workload.evaluate(model, spec),

@@ -1,19 +1,52 @@
-"""Reading and appending run records (JSON lines, one results/schema.Record per line)."""
+"""Reading and appending run records (JSON lines, one results/schema.Record per line).
 
+A results file may be written for days by a harness that can be killed at any moment, so:
+every record is one complete line written with a single O_APPEND write and fsynced; a torn
+last line (a writer killed mid-write) is cut off, with a warning, before the next record is
+appended; unreadable lines are reported with their line numbers, never skipped silently; and
+one harness at a time writes a results file (results_lock).
+"""
+
+import fcntl
 import json
+import os
+import socket
 import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from results.schema import FINISHED, Record, RecordError
 
 
+class ResultsLocked(RuntimeError):
+    """Another harness holds the results file; the message says who."""
+
+
+def _repair_torn_tail(descriptor: int, path: Path):
+    """Cut a last line that has no newline (a writer killed mid-write), saying so."""
+    size = os.fstat(descriptor).st_size
+    if size == 0 or os.pread(descriptor, 1, size - 1) == b"\n":
+        return
+    start = size
+    while start > 0 and os.pread(descriptor, 1, start - 1) != b"\n":
+        start -= 1
+    os.ftruncate(descriptor, start)
+    print(f"warning: {path}: cut a torn last line of {size - start} bytes (a writer killed mid-write)", file=sys.stderr)
+
+
 def append_record(path: Path, record: Record):
-    """Append one record as one line, flushed, so a crash later loses nothing written before."""
+    """Append one record as one whole line and fsync it, after repairing a torn tail."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        f.write(json.dumps(record.to_json(), sort_keys=True) + "\n")
-        f.flush()
+    line = (json.dumps(record.to_json(), sort_keys=True) + "\n").encode()
+    descriptor = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        _repair_torn_tail(descriptor, path)
+        os.write(descriptor, line)
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def read_records(path: Path) -> list[Record]:
@@ -43,5 +76,32 @@ def latest_by_run(records: list[Record]) -> list[Record]:
     return list(latest.values())
 
 
-def finished_run_ids(path: Path) -> set[str]:
-    return {record.run_id for record in read_records(path) if record.status in FINISHED}
+def finished_run_ids(path: Path, retried: tuple[str, ...] = ()) -> set[str]:
+    """Run ids whose latest record is finished (results.schema.FINISHED), less `retried` statuses."""
+    return {r.run_id for r in latest_by_run(read_records(path)) if r.status in FINISHED and r.status not in retried}
+
+
+@contextmanager
+def results_lock(path: Path):
+    """Hold an exclusive lock on the results file for as long as the block runs; a second
+    holder is refused at once with ResultsLocked naming the first (pid, host, start)."""
+    lock_path = Path(f"{path}.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            raise ResultsLocked(f"{path} is being written by {holder}; wait for it or use another --results") from None
+        lock.seek(0)
+        lock.truncate()
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+        lock.write(f"harness pid {os.getpid()} on {socket.gethostname()} since {started} UTC")
+        lock.flush()
+        try:
+            yield
+        finally:
+            lock.seek(0)
+            lock.truncate()
+            fcntl.flock(lock, fcntl.LOCK_UN)

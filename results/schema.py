@@ -13,9 +13,14 @@ SCHEMA_VERSION = 2
 """1: records before the schema was typed (no schema_version; GLUE metrics loose in metrics,
 data.model for a checkpoint). 2: this layout."""
 KINDS = ("run", "traced_estimate")
-STATUSES = ("ok", "oom", "nan", "error")
-FINISHED = ("ok", "oom", "nan")
-"""Outcomes that re-running the same spec would repeat; `error` runs are retried on resume."""
+STATUSES = ("ok", "oom", "nan", "diverged", "timeout", "killed", "error")
+"""ok; oom: out of memory (an OutOfMemoryError, or the kernel's OOM killer); nan: a non-finite
+loss; diverged: the loss rose well above its start, or fell and came back to the uniform-
+prediction level; timeout: ran past --run-timeout; killed: ended by a signal from outside;
+error: anything else that raised."""
+FINISHED = ("ok", "oom", "nan", "diverged", "timeout")
+"""Outcomes that re-running the same spec would repeat, so resume skips them (timeouts are
+retried with --retry-timeouts); `killed` and `error` runs are retried."""
 MEMORY_CATEGORIES = ("trainable_weights", "frozen_weights", "gradients", "optimizer_state", "activations", "other")
 """The keys of a tracker breakdown (meters/tracker.py says what falls in each)."""
 
@@ -47,6 +52,9 @@ class Metrics:
     """Median seconds per optimizer step over the timed steps."""
     step_time_p90_s: float | None = None
     """90th percentile of seconds per optimizer step over the timed steps."""
+    uniform_loss: float | None = None
+    """The loss of predicting every token or class with equal probability (ln of the count):
+    where a model that learnt nothing sits; None for regression."""
     eval_loss: float | None = None
     """Held-out loss after training (pre-training: token-weighted over eval_tokens)."""
     perplexity: float | None = None

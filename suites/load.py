@@ -152,6 +152,20 @@ def _merged_data(workload_where: str, workload_name: str, layers: list[tuple[str
     return merged
 
 
+def _refuse_shared_labels(methods: list[_MethodEntry], suite_sizes: list[str], source: str):
+    """Reports average a label's runs as seeds of one setting: two entries may share a label
+    only where they pair with different model sizes."""
+    owner: dict[tuple[str, str], str] = {}
+    for method in methods:
+        for size in method.sizes or suite_sizes:
+            first = owner.setdefault((method.label, size), method.where)
+            if first != method.where:
+                raise SuiteError(
+                    f"{source}: {method.where}label {method.label!r} is also {first.rstrip('.')}'s at size {size}; "
+                    "give each method entry its own label"
+                )
+
+
 def parse_assignment(assignment: str, flag: str) -> tuple[str, object]:
     """A command-line `key=value` (the value in TOML syntax; a bare word is a string)."""
     key, separator, text = assignment.partition("=")
@@ -195,10 +209,14 @@ def load_suite(path: str | Path, overrides: dict | None = None) -> Suite:
     seeds = document.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds or not all(type(s) is int for s in seeds):
         raise SuiteError(f"{source}: seeds = {seeds!r} must be a non-empty list of integers")
+    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    if repeated:
+        raise SuiteError(f"{source}: seeds = {seeds!r} repeats {repeated[0]}; each seed runs once")
     defaults = _spec_fields(_table(document, "defaults", "", source), "defaults.", source, ())
     workloads = [_workload_entry(i, e, source) for i, e in enumerate(_entries(document, "workloads", source))]
     suite_sizes = [workload["size"] for _, workload in workloads]
     methods = [_method_entry(i, e, source, suite_sizes) for i, e in enumerate(_entries(document, "methods", source))]
+    _refuse_shared_labels(methods, suite_sizes, source)
     overrides = overrides or {}
 
     runs = []

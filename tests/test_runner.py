@@ -1,12 +1,20 @@
-"""The suite runner: one record per run, resume, failures recorded without stopping the suite."""
+"""The suite runner: one record per run, resume, every way a run can end recorded, the suite
+going on; results files written whole and by one harness at a time; no orphan workers."""
 
 import os
 import signal
+import subprocess
+import sys
+import time
 
-from results.records import read_records
+import psutil
+import pytest
+
+from harness import main
+from results.records import append_record, read_records, results_lock
 from runner import run_suite
 from suites.load import load_suite
-from train import train
+from train import divergence, train
 
 SUITE = """
     name = "runner"
@@ -28,18 +36,18 @@ SUITE = """
     name = "lora"
 """
 
-def raise_for_adam8bit(spec, progress):
-    """Stands in for train(): fails one method, trains the others for real."""
+
+def fails_one_way_each(spec, progress):
+    """Stands in for train(): adam8bit raises, lora diverges, low_rank is killed from outside;
+    full trains for real."""
     if spec.method == "adam8bit":
         raise RuntimeError("deliberate failure")
-    return train(spec, progress=progress)
-
-
-def killed_for_lora(spec, progress):
-    """Stands in for train(): the lora worker dies the way the OOM killer ends a process."""
-    if spec.method == "lora":
+    if spec.method == "low_rank":
         os.kill(os.getpid(), signal.SIGKILL)
-    return train(spec, progress=progress)
+    metrics, memory = train(spec, progress=progress)
+    if spec.method == "lora":
+        metrics.loss_curve = [7.0, 8.0, 9.5]
+    return metrics, memory
 
 
 def test_records_every_run_and_resume_skips_finished(write_suite, tmp_path):
@@ -57,21 +65,121 @@ def test_records_every_run_and_resume_skips_finished(write_suite, tmp_path):
     assert len(read_records(results)) == 3
 
 
-def test_a_failing_run_is_recorded_and_the_suite_goes_on(write_suite, tmp_path):
-    suite = load_suite(write_suite(SUITE))
+def sleeps(spec, progress):
+    """Stands in for train(): never finishes."""
+    time.sleep(600)
+
+
+def test_every_way_a_run_ends_is_recorded_and_the_suite_goes_on(write_suite, tmp_path):
+    suite = load_suite(write_suite(SUITE + '\n[[methods]]\nname = "low_rank"\n'))
     results = tmp_path / "runner.jsonl"
-    records = run_suite(suite, results, train_function=raise_for_adam8bit, progress=False)
-    assert [r.status for r in records] == ["ok", "error", "ok"]
-    assert records[1].error == "RuntimeError: deliberate failure"
-    assert "deliberate failure" in records[1].traceback
-    # Errors are retried on resume; finished runs are not.
-    retried = run_suite(suite, results, progress=False)
-    assert [(r.label, r.status) for r in retried] == [("adam8bit", "ok")]
+    records = run_suite(suite, results, train_function=fails_one_way_each, progress=False)
+    assert [(r.label, r.status) for r in records] == [
+        ("full", "ok"), ("adam8bit", "error"), ("lora", "diverged"), ("low_rank", "killed")
+    ]
+    error, diverged, killed = records[1:]
+    assert error.error == "RuntimeError: deliberate failure" and "deliberate failure" in error.traceback
+    assert diverged.error.startswith("final loss 9.5000 is above 1.25 x the first step's 7.0000")
+    assert diverged.metrics.final_loss is not None  # a diverged run keeps its figures
+    assert killed.error == "worker killed by SIGKILL from outside the harness"
+    # Killed and error runs are retried on resume.
+    retried = run_suite(suite, results, progress=False, train_function=fails_one_way_each)
+    assert [(r.label, r.status) for r in retried] == [("adam8bit", "error"), ("low_rank", "killed")]
 
 
-def test_a_killed_worker_is_recorded_as_oom(write_suite, tmp_path):
-    only_lora = SUITE.split("[[methods]]")[0] + '[[methods]]\nname = "lora"\n'
-    suite = load_suite(write_suite(only_lora))
-    records = run_suite(suite, tmp_path / "runner.jsonl", train_function=killed_for_lora, progress=False)
-    assert [r.status for r in records] == ["oom"]
-    assert "SIGKILL" in records[0].error
+def test_a_run_past_the_timeout_is_stopped_and_retried_only_when_asked(write_suite, tmp_path):
+    suite = load_suite(write_suite(SUITE.split("[[methods]]")[0] + '[[methods]]\nname = "full"\n'))
+    results = tmp_path / "runner.jsonl"
+    [record] = run_suite(suite, results, train_function=sleeps, progress=False, timeout_s=2)
+    assert (record.status, record.error) == ("timeout", "ran past --run-timeout 2 s and was stopped")
+    assert run_suite(suite, results, train_function=sleeps, progress=False, timeout_s=2) == []
+    [again] = run_suite(suite, results, train_function=sleeps, progress=False, timeout_s=2, retry_timeouts=True)
+    assert again.status == "timeout"
+
+
+def test_divergence_is_a_rise_or_a_collapse_back_to_uniform():
+    from results.schema import Metrics
+
+    assert divergence(Metrics(loss_curve=[7.6, 7.0, 9.6], uniform_loss=7.62)).startswith("final loss 9.6000")
+    assert "collapsed" in divergence(Metrics(loss_curve=[7.6, 5.0, 7.6], uniform_loss=7.62))
+    # A short run that never left the uniform level has not diverged; it has not learnt yet.
+    assert divergence(Metrics(loss_curve=[1.10, 1.12, 1.11], uniform_loss=1.0986)) is None
+    assert divergence(Metrics(loss_curve=[7.6, 6.0, 6.5], uniform_loss=7.62)) is None
+
+
+def test_a_torn_tail_is_cut_and_the_next_record_survives(tmp_path, capsys):
+    from tests.record_fixtures import make_record
+
+    results = tmp_path / "r.jsonl"
+    append_record(results, make_record("a", "full"))
+    with open(results, "a") as f:
+        f.write('{"run_id": "b", "lab')
+    append_record(results, make_record("c", "lora"))
+    assert [r.run_id for r in read_records(results)] == ["a", "c"]
+    assert f"warning: {results}: cut a torn last line of 20 bytes" in capsys.readouterr().err
+
+
+def test_a_second_harness_on_the_same_results_is_refused(write_suite, tmp_path, capsys):
+    results = tmp_path / "runner.jsonl"
+    with results_lock(results):
+        assert main(["run", str(write_suite(SUITE)), "--results", str(results)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {results} is being written by harness pid {os.getpid()} on ")
+    assert not results.exists()
+
+
+def test_run_exits_1_when_a_run_did_not_finish_ok(write_suite, tmp_path):
+    text = SUITE.replace('size = "tiny"', 'size = "tiny"\n    data = { corpus = "local", path = "/nonexistent" }')
+    text = text.split("[[methods]]")[0] + '[[methods]]\nname = "full"\n'
+    assert main(["run", str(write_suite(text)), "--results", str(tmp_path / "r.jsonl"), "--no-progress"]) == 1
+    [record] = read_records(tmp_path / "r.jsonl")
+    assert record.status == "error" and "FileNotFoundError: data.path '/nonexistent' is not a directory" in record.error
+
+
+def start_long_suite(write_suite, tmp_path):
+    """A harness running a run long enough to be stopped, returned once its worker exists."""
+    text = SUITE.replace("steps = 3", "steps = 100000").split("[[methods]]")[0] + '[[methods]]\nname = "full"\n'
+    results = tmp_path / "long.jsonl"
+    harness = subprocess.Popen([sys.executable, "harness.py", "run", str(write_suite(text)), "--results", str(results),
+                                "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240  # imports and the fork server's preload are slow on a loaded machine
+    while not worker_of(harness.pid):
+        assert time.time() < deadline and harness.poll() is None
+        time.sleep(0.5)
+    return harness, results
+
+
+def worker_of(harness_pid: int) -> list[psutil.Process]:
+    """The run's worker: a child of the fork server, itself a child of the harness."""
+    return [grandchild for child in psutil.Process(harness_pid).children() for grandchild in child.children()]
+
+
+def descendants(pid: int) -> list[psutil.Process]:
+    return psutil.Process(pid).children(recursive=True)
+
+
+def gone(processes: list[psutil.Process], within_s: float = 120) -> bool:
+    _, alive = psutil.wait_procs(processes, timeout=within_s)
+    return not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_stopping_the_harness_records_the_run_killed_and_leaves_no_process(write_suite, tmp_path, stop):
+    harness, results = start_long_suite(write_suite, tmp_path)
+    children = descendants(harness.pid)
+    assert children
+    harness.send_signal(stop)
+    assert harness.wait(timeout=120) == 128 + stop
+    assert gone(children)
+    [record] = read_records(results)
+    assert (record.status, record.error) == ("killed", f"the harness was stopped by {stop.name} during this run")
+
+
+def test_a_killed_harness_leaves_no_worker_training(write_suite, tmp_path):
+    harness, results = start_long_suite(write_suite, tmp_path)
+    workers, everything = worker_of(harness.pid), descendants(harness.pid)
+    harness.kill()
+    harness.wait(timeout=10)
+    assert gone(workers, within_s=30)  # the worker dies with the fork server, which exits with the harness
+    assert gone(everything)
+    assert read_records(results) == []

@@ -52,6 +52,11 @@ class Workload:
         """The lowest loss achievable on the data, where known (the generated corpus)."""
         raise NotImplementedError
 
+    def uniform_loss(self, spec: RunSpec) -> float | None:
+        """The loss of predicting uniformly (ln of the vocabulary or class count), where a model
+        that learnt nothing sits; None where the loss is not a cross-entropy (regression)."""
+        raise NotImplementedError
+
 
 class TransformersLossMixin:
     """loss and count_tokens for a transformers model that computes its own loss from labels."""

@@ -153,6 +153,9 @@ class LlamaPretraining(TransformersLossMixin, Workload):
         eval_loss = total_loss / total_predicted
         return {"eval_loss": eval_loss, "perplexity": math.exp(eval_loss), "eval_tokens": total_predicted}
 
+    def uniform_loss(self, spec) -> float | None:
+        return math.log(self.config(spec).vocab_size)
+
     def loss_floor(self, spec) -> float | None:
         if self.data(spec).corpus != "markov":
             return None

@@ -6,6 +6,7 @@ files. Size "base" loads `roberta-base` (or data.checkpoint, a local checkpoint 
 classification head; other sizes in workloads/sizes.toml are randomly initialised.
 """
 
+import math
 from dataclasses import dataclass
 from functools import cache
 from typing import Iterator
@@ -165,3 +166,7 @@ class RobertaGlue(TransformersLossMixin, Workload):
 
     def loss_floor(self, spec) -> float | None:
         return None
+
+    def uniform_loss(self, spec) -> float | None:
+        classes = self.task(spec).num_labels
+        return math.log(classes) if classes > 1 else None
