@@ -16,9 +16,9 @@ p { margin: 0.4em 0 0.8em; max-width: 75em; }
 code { background: #f3f3f3; padding: 0 0.25em; border-radius: 3px; font-size: 0.92em; }
 .table { overflow-x: auto; margin-bottom: 0.6em; }
 table { border-collapse: collapse; font-size: 13px; }
-th, td { padding: 3px 8px; border-bottom: 1px solid #e4e4e4; text-align: right; vertical-align: top; }
+th, td { padding: 3px 8px; border-bottom: 1px solid #e4e4e4; text-align: left; vertical-align: top; }
+td.number { text-align: right; font-variant-numeric: tabular-nums; }
 th { background: #f5f5f5; font-weight: 600; }
-td:nth-child(-n+2), th:nth-child(-n+2) { text-align: left; }
 tr:hover td { background: #fafafa; }
 td.failed { color: #b00020; font-weight: 600; }
 figure { margin: 0.8em 0 1.6em; } figure img { max-width: 100%; height: auto; }
@@ -33,6 +33,15 @@ def _inline(text: str) -> str:
     return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", escaped)
 
 
+NUMBER = re.compile(r"[-+]?[\d.]+(e[-+]?\d+)?(%|×)?( ± [\d.e+-]+)?")
+
+
+def _cell_class(text: str) -> str:
+    if re.fullmatch(r"\d+/\d+ ok; .+", text):  # a row with runs that did not finish ok
+        return ' class="failed"'
+    return ' class="number"' if NUMBER.fullmatch(text) or text == MISSING else ""
+
+
 def _table(block: Table) -> str:
     frame = block.frame.astype(object).where(block.frame.notna(), None)
     head = "".join(f"<th>{html.escape(str(name))}</th>" for name in frame.columns)
@@ -41,8 +50,7 @@ def _table(block: Table) -> str:
         cells = []
         for value in values:
             text = MISSING if value is None else str(value)
-            failed = ' class="failed"' if re.fullmatch(r"\d+/\d+ ok; .+", text) else ""  # a row with failed runs
-            cells.append(f"<td{failed}>{_inline(text)}</td>")
+            cells.append(f"<td{_cell_class(text)}>{_inline(text)}</td>")
         rows.append(f"<tr>{''.join(cells)}</tr>")
     return f'<div class="table"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
 

@@ -57,8 +57,11 @@ def memory_vs_loss(summary: pd.DataFrame, colors: dict[str, str], path: Path):
         memory_mib, loss = rows[f"{PEAK_BYTES}_mean"] / MIB, rows[f"{key}_mean"]
         for method, x, y in zip(rows.method, memory_mib, loss):
             axis.scatter(x, y, color=colors[method], s=40, label=method, zorder=3)
+            # Named beside the point too: methods with the same memory sit on top of each other.
+            axis.annotate(method, (x, y), xytext=(5, 3), textcoords="offset points", fontsize="x-small")
         front = pareto_front(list(zip(memory_mib, loss)))
-        axis.plot(*zip(*front), color="black", linewidth=1, linestyle=":", label="Pareto front", zorder=2)
+        axis.plot(*zip(*front), color="black", linewidth=1, linestyle=":", drawstyle="steps-post",
+                  label="Pareto front", zorder=2)
         loss_name = "eval loss" if key == "metrics.eval_loss" else "final training loss"
         axis.set(title=f"{workload}: memory against loss", xlabel="tracked peak memory (MiB, 2^20 bytes)",
                  ylabel=f"{loss_name} (nats/token or the task's loss)")

@@ -54,3 +54,35 @@ def test_glue_tasks_get_their_own_rows_and_scores(tmp_path):
     assert [(row["workload"], row["task score"]) for row in rows] == [
         ("roberta_glue-tiny cola", "0.5"), ("roberta_glue-tiny rte", "0.75")
     ]
+
+
+def test_a_method_whose_every_run_failed_keeps_its_row_marked_failed(tmp_path):
+    results = tmp_path / "demo.jsonl"
+    append_record(results, make_record("a", "full"))
+    append_record(results, make_record("b", "galore", status="oom", error="OutOfMemoryError: CUDA out of memory"))
+    text = render_report(results, tmp_path / "out").read_text()
+    settings = markdown_rows(text, "workload", "runs ok")
+    assert [(row["method"], row["runs ok"]) for row in settings] == [("full", "1/1 ok"), ("galore", "0/1 ok; 1 oom")]
+    losses = markdown_rows(text, "workload", "final loss")
+    assert [(row["method"], row["final loss"]) for row in losses] == [("full", "2"), ("galore", "–")]
+    failed = markdown_rows(text, "workload", "error")
+    assert [(row["method"], row["status"], row["error"]) for row in failed] == [
+        ("galore", "**oom**", "OutOfMemoryError: CUDA out of memory")
+    ]
+    assert '<td class="failed">0/1 ok; 1 oom</td>' in (tmp_path / "out" / "index.html").read_text()
+
+
+def test_empty_torn_and_garbage_lines_are_reported_by_number_and_the_rest_renders(tmp_path, capsys):
+    results = tmp_path / "demo.jsonl"
+    append_record(results, make_record("a", "full"))
+    with open(results, "a") as f:
+        f.write("\nnot json at all\n")
+    append_record(results, make_record("b", "lora"))
+    with open(results, "a") as f:
+        f.write('{"run_id": "c", "lab')
+    rows = markdown_rows(render_report(results, tmp_path / "out").read_text(), "workload", "final loss")
+    assert [row["method"] for row in rows] == ["full", "lora"]
+    warnings = capsys.readouterr().err
+    assert f"{results}:2: skipped, empty line" in warnings
+    assert f"{results}:3: skipped, not JSON" in warnings
+    assert f"{results}:5: skipped, not JSON" in warnings
