@@ -27,6 +27,8 @@ PAPER_7B_LINES = (
 
 # REFERENCE.md, Table 2: validation perplexity on C4 at 60M, 130M, 350M, 1B (same order as above).
 PAPER_SIZES = ("60m", "130m", "350m", "1b")
+PAPER_RANKS = (128, 256, 256, 512)
+"""Table 2's r row: the rank of GaLore, LoRA, ReLoRA and Low-Rank at each size."""
 PAPER_PERPLEXITY = {
     "full": (34.06, 25.08, 18.80, 15.56),
     "galore": (34.88, 25.36, 18.95, 15.64),

@@ -8,14 +8,14 @@ from results.schema import MEMORY_CATEGORIES, Record
 GB = 1e9
 
 
-def estimates_table(records: list[Record]) -> pd.DataFrame:
-    """One row per traced estimate (failed ones with their status), figures as text."""
+def estimates_table(records: list[Record], labels: dict[str, str]) -> pd.DataFrame:
+    """One row per traced estimate (failed ones with their status), by row label, figures as text."""
     rows = []
     for record in records:
         if record.kind != "traced_estimate":
             continue
         spec = record.spec
-        row = {"workload": record.workload_name, "method": record.label,
+        row = {"workload": record.workload_name, "method": labels[record.run_id],
                "setting": f"batch {spec.batch_size}, seq {spec.seq_len}, {spec.dtype}",
                "status": record.status if record.status == "ok" else f"{record.status}: {record.error}"}
         peak, breakdown = record.memory.tracker_peak_bytes, record.memory.tracker_at_peak_bytes or {}

@@ -34,6 +34,6 @@ def row_labels(records: list[Record]) -> dict[str, str]:
         keys = sorted({key for one in flat for key in one})
         differing = [key for key in keys if len({json.dumps(one.get(key), sort_keys=True) for one in flat}) > 1]
         for record, one in zip(group, flat):
-            suffix = ", ".join(f"{key}={one.get(key)}" for key in differing)
+            suffix = ", ".join(f"{key}={one.get(key, 'default')}" for key in differing)
             labels[record.run_id] = f"{label} ({suffix})" if suffix else label
     return labels

@@ -6,7 +6,7 @@ from statistics import mean
 
 import pandas as pd
 
-from estimates.paper_numbers import PAPER_7B_PEAK_GB, PAPER_PERPLEXITY, PAPER_SIZES, PAPER_TOTAL_G
+from estimates.paper_numbers import PAPER_7B_PEAK_GB, PAPER_PERPLEXITY, PAPER_RANKS, PAPER_SIZES, PAPER_TOTAL_G
 from results.schema import Record
 
 GB = 1e9  # the paper's G: its figures add up in 10^9 bytes (estimates/paper_table.py)
@@ -24,6 +24,17 @@ def _weights_and_state_at_step_end(record: Record) -> int | None:
     return breakdown["trainable_weights"] + breakdown["frozen_weights"] + breakdown["optimizer_state"]
 
 
+def _table2_setting(record: Record, method: str, size: str) -> bool:
+    """A record of Table 2's method, size and rank (GaLore's default rank is the table's; the
+    other low-rank methods must name it)."""
+    spec = record.spec
+    if spec.method != method or spec.size != size:
+        return False
+    rank = spec.method_options.get("rank")
+    table_rank = PAPER_RANKS[PAPER_SIZES.index(size)]
+    return method == "full" or rank == table_rank or (method == "galore" and rank is None)
+
+
 def _row(setting: str, method: str, paper: float, unit: str, estimated: list[float], measured: list[float]) -> dict:
     row = {"paper setting": setting, "method": method, "unit": unit, "paper": paper}
     for name, values in ((ESTIMATED, estimated), (MEASURED, measured)):
@@ -37,7 +48,7 @@ def _table2_memory(estimates: list[Record], runs: list[Record]) -> list[dict]:
     rows = []
     for method, totals in PAPER_TOTAL_G.items():
         for size, paper in zip(PAPER_SIZES, totals):
-            match = lambda r: r.spec.method == method and r.spec.size == size and r.spec.dtype == "bfloat16"  # noqa: E731
+            match = lambda r: _table2_setting(r, method, size) and r.spec.dtype == "bfloat16"  # noqa: E731
             estimated = [_weights_and_state_at_step_end(r) / GB for r in estimates
                          if match(r) and _weights_and_state_at_step_end(r)]
             measured = [r.memory.weights_and_state_bytes / GB for r in runs if match(r) and r.memory.weights_and_state_bytes]
@@ -51,7 +62,7 @@ def _table2_perplexity(runs: list[Record]) -> list[dict]:
     rows = []
     for method, perplexities in PAPER_PERPLEXITY.items():
         for size, paper in zip(PAPER_SIZES, perplexities):
-            measured = [r.metrics.perplexity for r in runs if r.spec.method == method and r.spec.size == size
+            measured = [r.metrics.perplexity for r in runs if _table2_setting(r, method, size)
                         and r.spec.data.get("corpus") == "c4" and r.metrics.perplexity]
             if measured:
                 rows.append(_row(f"Table 2 perplexity: {size}, C4", method, paper, "ppl", [], measured))

@@ -7,7 +7,7 @@ from reports.plots import legend_below, panels, save
 from results.schema import Record
 
 GB = 1e9
-CARDS_GB = ((24, "24 GB (RTX 4090, L4 is 24)"), (40, "40 GB (A100 40GB)"), (80, "80 GB (A100/H100 80GB)"))
+CARDS_GB = ((24, "24 GB (RTX 4090, L4)"), (40, "40 GB (A100 40GB)"), (80, "80 GB (A100/H100 80GB)"))
 
 
 def _setting(record: Record) -> str:
@@ -29,7 +29,7 @@ def _weight_bytes(record: Record) -> int:
     return breakdown.get("trainable_weights", 0) + breakdown.get("frozen_weights", 0)
 
 
-def memory_vs_size(records: list[Record], colors: dict[str, str], path: Path):
+def memory_vs_size(records: list[Record], labels: dict[str, str], colors: dict[str, str], path: Path):
     """Traced peak (GB) against model size, one line per method, one panel per setting; sizes
     ordered by full training's weight bytes, on a log memory axis."""
     by_setting = estimates_by_setting(records)
@@ -39,9 +39,9 @@ def memory_vs_size(records: list[Record], colors: dict[str, str], path: Path):
     for axis, (setting, estimates) in zip(axes, by_setting.items()):
         sizes = sorted({r.spec.size for r in estimates},
                        key=lambda size: max(_weight_bytes(r) for r in estimates if r.spec.size == size))
-        for label in dict.fromkeys(r.label for r in estimates):
+        for label in dict.fromkeys(labels[r.run_id] for r in estimates):
             points = sorted((sizes.index(r.spec.size), r.memory.tracker_peak_bytes / GB)
-                            for r in estimates if r.label == label)
+                            for r in estimates if labels[r.run_id] == label)
             axis.plot(*zip(*points), marker="o", color=colors.get(label), label=label)
         for gb, card in CARDS_GB:
             axis.axhline(gb, color="gray", linestyle="--", linewidth=0.8)

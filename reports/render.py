@@ -79,7 +79,7 @@ def _plot_blocks(latest, runs, labels, summary, out_dir: Path) -> list:
          "Throughput after the warm-up steps (mean over seeds; the bar is the std)."),
         (memory_vs_loss(summary, colors, out_dir / "memory_vs_loss.png") if len(summary) else None,
          "Tracked peak memory against loss; the dotted line joins the methods no other beats on both."),
-        (memory_vs_size(latest, colors, out_dir / "estimates.png"),
+        (memory_vs_size(latest, labels, colors, out_dir / "estimates.png"),
          "Traced peak memory against model size (estimates, not measurements), with 24, 40 and 80 GB cards drawn across."),
     )
     shown = [Image(path, caption) for path, caption in plots if path]
@@ -111,7 +111,7 @@ def render_report(results_paths, out_dir: Path | None = None, baseline: str = "f
                         "with its ratio to the paper's. GB = 10^9 bytes, the paper's G. The 8-bit Adam 7B figure "
                         "is derived (22.0 GB + the 24.5 GB the paper says GaLore saves against it)."),
                    Table(_format_paper(paper))]
-    estimates = estimates_table(latest)
+    estimates = estimates_table(latest, labels)
     if len(estimates):
         blocks += [Heading("Traced estimates"),
                    Text("One training step traced on fake tensors (estimates/traced.py): estimates, not "
