@@ -24,4 +24,5 @@ def estimates_table(records: list[Record], labels: dict[str, str]) -> pd.DataFra
             row[f"{category.replace('_', ' ')} (GB)"] = (f"{breakdown[category] / GB:.2f}"
                                                          if category in breakdown else None)
         rows.append(row)
-    return pd.DataFrame(rows).dropna(axis=1, how="all")
+    table = pd.DataFrame(rows).dropna(axis=1, how="all")
+    return table.drop(columns="status") if (table.status == "ok").all() else table  # a column of "ok" says nothing

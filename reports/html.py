@@ -17,6 +17,7 @@ code { background: #f3f3f3; padding: 0 0.25em; border-radius: 3px; font-size: 0.
 .table { overflow-x: auto; margin-bottom: 0.6em; }
 table { border-collapse: collapse; font-size: 13px; }
 th, td { padding: 3px 8px; border-bottom: 1px solid #e4e4e4; text-align: left; vertical-align: top; }
+td:first-child { white-space: nowrap; }
 td.number { text-align: right; font-variant-numeric: tabular-nums; }
 th { background: #f5f5f5; font-weight: 600; }
 tr:hover td { background: #fafafa; }
@@ -33,7 +34,7 @@ def _inline(text: str) -> str:
     return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", escaped)
 
 
-NUMBER = re.compile(r"[-+]?[\d.]+(e[-+]?\d+)?(%|×)?( ± [\d.e+-]+)?")
+NUMBER = re.compile(r"[-+]?\d+(\.\d+)?(e[-+]?\d+)?(%|×)?( ± [\d.e+-]+)?")  # not a version like 5.23.0
 
 
 def _cell_class(text: str) -> str:

@@ -51,8 +51,11 @@ def legend_below(figure, axes):
         for handle, label in zip(*axis.get_legend_handles_labels()):
             entries.setdefault(label, handle)
     if entries:
+        # As many columns as fit the figure's width, so no entry is cut off at the edges.
+        entry_width_in = 0.6 + 0.075 * max(len(label) for label in entries)
+        columns = max(1, min(len(entries), int(figure.get_figwidth() / entry_width_in)))
         figure.legend(entries.values(), entries.keys(), loc="outside lower center",
-                      ncol=min(len(entries), 4), fontsize="small", frameon=False)
+                      ncol=columns, fontsize="small", frameon=False)
 
 
 def save(figure, path: Path) -> Path:

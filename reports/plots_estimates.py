@@ -48,6 +48,7 @@ def memory_vs_size(records: list[Record], labels: dict[str, str], colors: dict[s
             axis.annotate(card, (0, gb), xycoords=("axes fraction", "data"), xytext=(4, 2),
                           textcoords="offset points", fontsize="x-small", color="dimgray")
         axis.set_yscale("log")
+        axis.set_ylim(top=2 * CARDS_GB[-1][0])  # room above the largest card's line for its name
         axis.set_xticks(range(len(sizes)), sizes)
         axis.set(title=f"traced estimate: {setting}", xlabel="model size", ylabel="peak memory (GB, 10^9 bytes, log)")
         axis.grid(alpha=0.3)
