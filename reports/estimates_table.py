@@ -25,4 +25,6 @@ def estimates_table(records: list[Record], labels: dict[str, str]) -> pd.DataFra
                                                          if category in breakdown else None)
         rows.append(row)
     table = pd.DataFrame(rows).dropna(axis=1, how="all")
-    return table.drop(columns="status") if (table.status == "ok").all() else table  # a column of "ok" says nothing
+    if len(table) and (table.status == "ok").all():
+        table = table.drop(columns="status")  # a column of "ok" says nothing
+    return table
