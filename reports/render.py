@@ -7,6 +7,7 @@ import pandas as pd
 
 from reports.document import Heading, Image, Table, Text, to_markdown
 from reports.estimates_table import estimates_table
+from reports.glance import glance_lines
 from reports.header import commands, environment_table
 from reports.html import to_html
 from reports.labels import row_labels
@@ -58,7 +59,8 @@ def _header_blocks(records, paths) -> list:
 
 
 def _summary_blocks(runs, baseline: str, summary: pd.DataFrame) -> list:
-    blocks = [Heading("Summary"), Text(SUMMARY_NOTES.format(baseline=baseline))]
+    blocks = [Heading("Summary"), *[Text(line) for line in glance_lines(summary, baseline)],
+              Text(SUMMARY_NOTES.format(baseline=baseline))]
     for name, table in display_tables(summary, baseline).items():
         blocks += [Heading(TABLE_TITLES[name], 3), Table(table)]
     failed = [r for r in runs if r.status != "ok"]

@@ -43,6 +43,8 @@ def test_summary_tables_hold_the_expected_figures(report):
     assert row(settings, "llama-tiny", "galore")["lr"] == "0.01"
     assert row(settings, "llama-tiny", "galore")["options"] == "galore (update_proj_gap=20)"
     assert "python harness.py run suites/smoke.toml" in text
+    assert ("`llama-tiny`: least memory **adam8bit** (19.96 MiB tracked peak, -9.3% vs full)" in text)
+    assert "best task score **full, adam8bit** (1)" in text  # ties are named together
 
 
 def test_estimates_stay_apart_and_meet_the_paper(report):
