@@ -13,24 +13,27 @@ NOT_SETTINGS = ("seed", "device", "method_options", "data")
 environment's; options and data are compared key by key instead."""
 
 
-def settings(record: Record) -> dict:
+def settings(record: Record, ignored: tuple[str, ...] = NOT_SETTINGS) -> dict:
     """What a run was asked to do, flat, seed aside: method, its options, data options, spec fields."""
     spec = record.spec.to_json()
-    flat = {key: value for key, value in spec.items() if key not in NOT_SETTINGS}
+    flat = {key: value for key, value in spec.items() if key not in ignored}
     flat.update(spec["method_options"])
     flat.update({f"data.{key}": value for key, value in spec["data"].items()})
     return flat
 
 
-def row_labels(records: list[Record]) -> dict[str, str]:
+def row_labels(records: list[Record], across_sizes: bool = False) -> dict[str, str]:
     """Each run id's row label: its label, plus the differing settings where the same label on the
-    same workload covers runs with different settings."""
+    same workload covers runs with different settings. `across_sizes`: one label per method line
+    across model sizes (the estimates plot), the size not counted as a setting."""
     groups: dict[tuple[str, str], list[Record]] = {}
     for record in records:
-        groups.setdefault((record.workload_name, record.label), []).append(record)
+        workload = f"{record.spec.workload} {record.spec.data.get('task')}" if across_sizes else record.workload_name
+        groups.setdefault((workload, record.label), []).append(record)
+    ignored = NOT_SETTINGS + ("size",) if across_sizes else NOT_SETTINGS
     labels = {}
     for (_, label), group in groups.items():
-        flat = [settings(record) for record in group]
+        flat = [settings(record, ignored) for record in group]
         keys = sorted({key for one in flat for key in one})
         differing = [key for key in keys if len({json.dumps(one.get(key), sort_keys=True) for one in flat}) > 1]
         for record, one in zip(group, flat):

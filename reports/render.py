@@ -98,7 +98,8 @@ def render_report(results_paths, out_dir: Path | None = None, baseline: str = "f
     out_dir = Path(out_dir or REPORTS_DIR / paths[0].stem)
     out_dir.mkdir(parents=True, exist_ok=True)
     runs = [record for record in latest if record.kind == "run"]
-    labels = row_labels(latest)
+    traced = [record for record in latest if record.kind == "traced_estimate"]
+    labels = {**row_labels(runs), **row_labels(traced, across_sizes=True)}
     summary = summary_frame(runs_frame(runs), baseline) if runs else pd.DataFrame()
 
     blocks = _header_blocks(latest, paths)

@@ -35,3 +35,12 @@ def test_deltas_are_against_the_baseline_label_of_the_same_workload(tmp_path):
     assert [row["Δ final loss vs full"] for row in rows] == ["baseline", "+50.0%"]
     rows = markdown_rows(render_report(results, tmp_path / "b", baseline="galore").read_text(), "workload", "final loss")
     assert [row["Δ final loss vs galore"] for row in rows] == ["-33.3%", "baseline"]
+
+
+def test_estimate_lines_keep_one_label_per_setting_across_sizes():
+    from reports.labels import row_labels
+
+    records = [with_options(make_record("a", "lora"), rank=128), with_options(make_record("b", "lora")),
+               replace(make_record("c", "lora"), spec=replace(make_record("c", "lora").spec, size="60m"))]
+    labels = row_labels(records, across_sizes=True)
+    assert [labels[r.run_id] for r in records] == ["lora (rank=128)", "lora (rank=default)", "lora (rank=default)"]
