@@ -23,6 +23,12 @@ class Text:
 
 
 @dataclass
+class Code:
+    lines: list[str]
+    """Commands, one a line, shown verbatim."""
+
+
+@dataclass
 class Table:
     frame: pd.DataFrame
     """Cells already formatted as text; None for a missing figure."""
@@ -35,7 +41,7 @@ class Image:
     caption: str
 
 
-Block = Heading | Text | Table | Image
+Block = Heading | Text | Code | Table | Image
 
 
 def table_markdown(frame: pd.DataFrame) -> str:
@@ -50,6 +56,8 @@ def to_markdown(blocks: list[Block]) -> str:
             parts.append(f"{'#' * block.level} {block.text}")
         elif isinstance(block, Text):
             parts.append(block.text)
+        elif isinstance(block, Code):
+            parts.append("```sh\n" + "\n".join(block.lines) + "\n```")
         elif isinstance(block, Table):
             parts.append(table_markdown(block.frame))
         else:

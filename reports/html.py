@@ -5,7 +5,7 @@ import base64
 import html
 import re
 
-from reports.document import MISSING, Block, Heading, Image, Table, Text
+from reports.document import MISSING, Block, Code, Heading, Image, Table, Text
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1280px; margin: 1.5em auto;
@@ -13,6 +13,7 @@ body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width:
 h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { font-size: 1.25em; margin-top: 1.6em;
      border-bottom: 1px solid #ddd; } h3 { font-size: 1.05em; margin: 1.2em 0 0.4em; }
 p { margin: 0.4em 0 0.8em; max-width: 75em; }
+pre { background: #f6f6f6; padding: 0.6em 0.8em; white-space: pre-wrap; font-size: 12.5px; line-height: 1.6; }
 code { background: #f3f3f3; padding: 0 0.25em; border-radius: 3px; font-size: 0.92em; }
 .table { overflow-x: auto; margin-bottom: 0.6em; }
 table { border-collapse: collapse; font-size: 13px; }
@@ -69,6 +70,8 @@ def to_html(blocks: list[Block], title: str) -> str:
             body.append(f"<h{block.level}>{_inline(block.text)}</h{block.level}>")
         elif isinstance(block, Text):
             body.append(f"<p>{_inline(block.text)}</p>")
+        elif isinstance(block, Code):
+            body.append(f"<pre>{html.escape(chr(10).join(block.lines))}</pre>")
         elif isinstance(block, Table):
             body.append(_table(block))
         else:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from reports.document import Heading, Image, Table, Text, to_markdown
+from reports.document import Code, Heading, Image, Table, Text, to_markdown
 from reports.estimates_table import estimates_table
 from reports.glance import glance_lines
 from reports.header import commands, environment_table
@@ -53,8 +53,9 @@ def _header_blocks(records, paths) -> list:
     if len(environment):
         blocks += [Heading("Environment", 3), Table(environment)]
     blocks += [Heading("Commands", 3),
-               Text("Rebuilt from the records (they name the suite, not the command line; `--set` overrides "
-                    "are in each record's spec): " + "; ".join(f"`{line}`" for line in commands(records)))]
+               Text("Rebuilt from the records: they hold the suite name and each run's spec, not the command line, "
+                    "so a `--set` override given to `run` is in the specs but not in this line."),
+               Code(commands(records))]
     return blocks
 
 
