@@ -1,4 +1,4 @@
-# make benchmark: set up if needed, run the default suite, render its report.
+# make benchmark: set up if needed, run the default suite, render its report (reports/out/<suite>/index.html).
 # make test:      set up if needed, run the tests.
 # make check:     the CI memory gate: the ci_memory suite and the traced 7B estimates against
 #                 their committed baselines (results/baselines/); exit 1 when any figure rose.

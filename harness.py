@@ -61,7 +61,8 @@ def command_run(args) -> int:
 def command_report(args) -> int:
     from reports.render import render_report
 
-    print(render_report(Path(args.results), args.out))
+    report_path = render_report([Path(path) for path in args.results], args.out, args.baseline)
+    print(f"{report_path}\n{report_path.parent / 'index.html'}\n{report_path.parent / 'summary.csv'}")
     return 0
 
 
@@ -203,9 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--retry-timeouts", action="store_true", help="run again the runs recorded as timeout")
     run.set_defaults(handler=command_run)
 
-    report = commands.add_parser("report", help="render a results file to Markdown and PNG")
-    report.add_argument("results", help="results file, e.g. results/smoke.jsonl")
-    report.add_argument("--out", help="output folder (default reports/out/<results file stem>)")
+    report = commands.add_parser("report", help="render results files to index.html, report.md and summary.csv")
+    report.add_argument("results", nargs="+",
+                        help="results files, e.g. results/smoke.jsonl (runs and traced estimates may be mixed)")
+    report.add_argument("--out", help="output folder (default reports/out/<first results file stem>)")
+    report.add_argument("--baseline", default="full", help="the method label deltas are against (default full)")
     report.set_defaults(handler=command_report)
 
     check = commands.add_parser(

@@ -24,3 +24,24 @@ PAPER_7B_LINES = (
     "AdamW and 24.5 GB (52.3%) vs 8-bit Adam; the projection saves 9.6 GB (65.5%) of optimizer state; "
     "layer-wise updates save 13.5 GB of gradients",
 )
+
+# REFERENCE.md, Table 2: validation perplexity on C4 at 60M, 130M, 350M, 1B (same order as above).
+PAPER_SIZES = ("60m", "130m", "350m", "1b")
+PAPER_RANKS = (128, 256, 256, 512)
+"""Table 2's r row: the rank of GaLore, LoRA, ReLoRA and Low-Rank at each size."""
+PAPER_PERPLEXITY = {
+    "full": (34.06, 25.08, 18.80, 15.56),
+    "galore": (34.88, 25.36, 18.95, 15.64),
+    "low_rank": (78.18, 45.51, 37.41, 142.53),
+    "lora": (34.99, 33.92, 25.58, 19.21),
+    "relora": (37.04, 29.37, 29.08, 18.33),
+}
+
+# 7B training peaks, BF16, batch 1, in 10^9 bytes, by (method, sequence length, rank or None).
+# full: "at least 58 GB"; galore8bit_layerwise r=1024: 22.0 GB at a token batch up to 500;
+# adam8bit is derived: 22.0 GB + the 24.5 GB the paper says GaLore saves against it.
+PAPER_7B_PEAK_GB = {
+    ("full", 2048, None): 58.0,
+    ("adam8bit", 2048, None): 46.5,
+    ("galore8bit_layerwise", 512, 1024): 22.0,
+}

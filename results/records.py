@@ -50,14 +50,15 @@ def append_record(path: Path, record: Record):
 
 
 def read_records(path: Path) -> list[Record]:
-    """All records in file order. A line that is not a record (a torn last line from a killed
-    writer, garbage) is reported on stderr with its line number and skipped."""
+    """All records in file order. A line that is not a record (empty, a torn last line from a
+    killed writer, garbage) is reported on stderr with its line number and skipped."""
     path = Path(path)
     if not path.exists():
         return []
     records = []
     for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
+        if not line.strip():  # the writer never leaves one: something else edited the file
+            print(f"warning: {path}:{number}: skipped, empty line", file=sys.stderr)
             continue
         try:
             records.append(Record.from_json(json.loads(line)))

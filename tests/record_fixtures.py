@@ -20,12 +20,13 @@ def make_record(run_id: str, label: str, status: str = "ok", final_loss: float =
                   metrics=figures if finished else Metrics(), memory=(memory or default_memory) if finished else Memory())
 
 
-def markdown_rows(text: str, first_cell: str) -> list[dict[str, str]]:
-    """The rows of the Markdown table whose header row starts with `first_cell`, as dicts
-    keyed by the column headings."""
+def markdown_rows(text: str, first_cell: str, heading: str | None = None) -> list[dict[str, str]]:
+    """The rows of the first Markdown table whose header row starts with `first_cell` (and has a
+    column `heading`, where given), as dicts keyed by the column headings."""
     lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_cell}"))
     cells = lambda line: [cell.strip() for cell in line.strip().strip("|").split("|")]  # noqa: E731
+    start = next(i for i, line in enumerate(lines)
+                 if line.startswith(f"| {first_cell}") and (heading is None or heading in cells(line)))
     headings = cells(lines[start])
     rows = []
     for line in lines[start + 2 :]:

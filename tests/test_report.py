@@ -14,12 +14,15 @@ def test_report_has_one_row_per_method_and_lists_failures(tmp_path):
     append_record(results, make_record("d", "lora", final_loss=3.0))  # a retry replaces the earlier record
 
     text = render_report(results, tmp_path / "out").read_text()
-    full, lora = markdown_rows(text, "workload")
-    assert (full["workload"], full["method"], full["runs ok"], full["final loss"]) == ("llama-tiny", "full", "2/2", "3")
-    assert (lora["method"], lora["runs ok"], lora["final loss"]) == ("lora", "1/2", "3")
-    assert full["weights + optimizer state (MiB)"] == "3"
-    assert full["step p50 (ms)"] == "10"
-    assert "**error** RuntimeError: boom" in text
+    full, lora = markdown_rows(text, "workload", "final loss")
+    assert (full["workload"], full["method"], full["final loss"]) == ("llama-tiny", "full", "3 ± 1.4")
+    assert (lora["method"], lora["final loss"]) == ("lora", "3")
+    settings = markdown_rows(text, "workload", "runs ok")
+    assert [row["runs ok"] for row in settings] == ["2/2 ok", "1/2 ok; 1 error"]
+    assert markdown_rows(text, "workload", "weights + optimizer state (MiB)")[0]["weights + optimizer state (MiB)"] == "3 ± 0"
+    assert markdown_rows(text, "workload", "step p50 (ms)")[0]["step p50 (ms)"] == "10 ± 0"
+    failed = markdown_rows(text, "workload", "error")
+    assert [(row["status"], row["error"]) for row in failed] == [("**error**", "RuntimeError: boom")]
     assert "killed" not in text
     assert (tmp_path / "out" / "loss.png").stat().st_size > 1000
 
@@ -28,7 +31,7 @@ def test_a_figure_a_workload_lacks_shows_as_a_dash(tmp_path):
     results = tmp_path / "demo.jsonl"
     append_record(results, make_record("a", "full"))
     append_record(results, make_record("b", "lora", final_loss_above_floor=1.0))
-    rows = markdown_rows(render_report(results, tmp_path / "out").read_text(), "workload")
+    rows = markdown_rows(render_report(results, tmp_path / "out").read_text(), "workload", "loss above floor")
     assert [row["loss above floor"] for row in rows] == ["–", "1"]
 
 
@@ -37,7 +40,7 @@ def test_a_torn_last_line_does_not_break_the_report(tmp_path, capsys):
     append_record(results, make_record("a", "full"))
     with open(results, "a") as f:
         f.write('{"run_id": "b", "lab')
-    rows = markdown_rows(render_report(results, tmp_path / "out").read_text(), "workload")
+    rows = markdown_rows(render_report(results, tmp_path / "out").read_text(), "workload", "final loss")
     assert [row["method"] for row in rows] == ["full"]
     assert f"{results}:2: skipped, not JSON" in capsys.readouterr().err
 
@@ -47,7 +50,39 @@ def test_glue_tasks_get_their_own_rows_and_scores(tmp_path):
     for run_id, task, score in (("a", "cola", 0.5), ("b", "rte", 0.75)):
         append_record(results, make_record(run_id, "full", workload="roberta_glue", data={"task": task},
                                            task_score=score))
-    rows = markdown_rows(render_report(results, tmp_path / "out").read_text(), "workload")
+    rows = markdown_rows(render_report(results, tmp_path / "out").read_text(), "workload", "task score")
     assert [(row["workload"], row["task score"]) for row in rows] == [
         ("roberta_glue-tiny cola", "0.5"), ("roberta_glue-tiny rte", "0.75")
     ]
+
+
+def test_a_method_whose_every_run_failed_keeps_its_row_marked_failed(tmp_path):
+    results = tmp_path / "demo.jsonl"
+    append_record(results, make_record("a", "full"))
+    append_record(results, make_record("b", "galore", status="oom", error="OutOfMemoryError: CUDA out of memory"))
+    text = render_report(results, tmp_path / "out").read_text()
+    settings = markdown_rows(text, "workload", "runs ok")
+    assert [(row["method"], row["runs ok"]) for row in settings] == [("full", "1/1 ok"), ("galore", "0/1 ok; 1 oom")]
+    losses = markdown_rows(text, "workload", "final loss")
+    assert [(row["method"], row["final loss"]) for row in losses] == [("full", "2"), ("galore", "–")]
+    failed = markdown_rows(text, "workload", "error")
+    assert [(row["method"], row["status"], row["error"]) for row in failed] == [
+        ("galore", "**oom**", "OutOfMemoryError: CUDA out of memory")
+    ]
+    assert '<td class="failed">0/1 ok; 1 oom</td>' in (tmp_path / "out" / "index.html").read_text()
+
+
+def test_empty_torn_and_garbage_lines_are_reported_by_number_and_the_rest_renders(tmp_path, capsys):
+    results = tmp_path / "demo.jsonl"
+    append_record(results, make_record("a", "full"))
+    with open(results, "a") as f:
+        f.write("\nnot json at all\n")
+    append_record(results, make_record("b", "lora"))
+    with open(results, "a") as f:
+        f.write('{"run_id": "c", "lab')
+    rows = markdown_rows(render_report(results, tmp_path / "out").read_text(), "workload", "final loss")
+    assert [row["method"] for row in rows] == ["full", "lora"]
+    warnings = capsys.readouterr().err
+    assert f"{results}:2: skipped, empty line" in warnings
+    assert f"{results}:3: skipped, not JSON" in warnings
+    assert f"{results}:5: skipped, not JSON" in warnings

@@ -1,0 +1,46 @@
+"""The top of a report: where the results came from (environment, suite) and the commands that
+produce them, rebuilt from the records (a record names its suite, not the command line)."""
+
+import pandas as pd
+
+from results.schema import Record
+
+PACKAGES = ("torch", "transformers", "peft", "bitsandbytes")
+
+
+def _environment_row(record: Record) -> dict:
+    env = record.environment
+    commit = (env.git_commit or "–")[:10] + (" (dirty: uncommitted changes)" if env.git_dirty else "")
+    row = {"device": f"{env.device_name or '?'} ({env.device_type or '?'})"}
+    row.update({name: env.packages.get(name) or "–" for name in PACKAGES})
+    row.update({"python": env.python, "CUDA / driver": f"{env.cuda or '–'} / {env.driver or '–'}",
+                "git commit": commit, "host": env.host})
+    return row
+
+
+def environment_table(records: list[Record]) -> pd.DataFrame:
+    """One row per distinct environment of the measured runs (normally one), with its run count."""
+    rows = [_environment_row(record) for record in records if record.kind == "run"]
+    if not rows:
+        return pd.DataFrame()
+    frame = pd.DataFrame(rows).fillna("–")
+    counted = frame.groupby(list(frame.columns), sort=False).size().reset_index(name="runs")
+    return counted.T.reset_index().set_axis(["", *[f"environment {i + 1}" for i in range(len(counted))]], axis=1)
+
+
+def commands(records: list[Record]) -> list[str]:
+    """Commands that produce these records: `run` per suite; `estimate` per size and setting."""
+    lines = [f"python harness.py run suites/{suite}.toml"
+             for suite in dict.fromkeys(r.suite for r in records if r.kind == "run")]
+    estimates: dict[tuple, list[str]] = {}
+    for record in records:
+        if record.kind == "traced_estimate":
+            spec = record.spec
+            options = " ".join(f"--option {key}={value}" for key, value in sorted(spec.method_options.items()))
+            setting = (spec.workload, spec.size, spec.seq_len, spec.batch_size, spec.dtype, options, record.suite)
+            estimates.setdefault(setting, []).append(spec.method)
+    for (workload, size, seq_len, batch, dtype, options, suite), methods in estimates.items():
+        method_args = " ".join(f"--method {method}" for method in dict.fromkeys(methods))
+        lines.append(f"python harness.py estimate --workload {workload} --size {size} --seq {seq_len} --batch {batch} "
+                     f"--dtype {dtype} {method_args} {options} --suite {suite}".replace("  ", " "))
+    return lines
