@@ -17,7 +17,10 @@ SUITE_NAME = $(basename $(notdir $(SUITE)))
 
 setup: .venv/ready
 
-benchmark: run report
+# The report renders even when a run failed (it shows the failure); the exit status is the run's.
+benchmark: setup
+	status=0; $(PYTHON) harness.py run $(SUITE) || status=$$?; \
+	$(PYTHON) harness.py report results/$(SUITE_NAME).jsonl && exit $$status
 
 run: setup
 	$(PYTHON) harness.py run $(SUITE)
