@@ -8,7 +8,7 @@ import logging
 # bitsandbytes here goes through this package, so this line runs before it.
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
-from methods import adam8bit, full, galore, layerwise, lora, low_rank, relora  # noqa: E402
+from methods import adam8bit, apollo, full, galore, layerwise, lora, low_rank, relora  # noqa: E402
 from methods.base import Training  # noqa: E402
 
 METHODS = {
@@ -26,6 +26,9 @@ METHODS = {
         galore.GALORE_REFERENCE,
         layerwise.FULL_METHOD,
         layerwise.ADAM8BIT_METHOD,
+        apollo.APOLLO,
+        apollo.APOLLO_MINI,
+        apollo.APOLLO_LAYERWISE,
     )
 }
 

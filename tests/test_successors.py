@@ -1,0 +1,60 @@
+"""The methods that came after GaLore: each trains the tiny LLaMA (the loss falls) and keeps
+exactly the optimizer state its paper's formula gives, plus what its package adds (named)."""
+
+import pytest
+import torch
+
+from train import train
+from workloads import WORKLOADS
+
+from tests.conftest import tiny_spec
+
+FLOAT32_BYTES = 4
+RANK = 8
+
+
+def trained(method: str, options: dict, lr: float = 3e-3):
+    """The loss curve and optimizer state bytes of 30 steps, and the model's (untrained) shapes."""
+    spec = tiny_spec(method=method, method_options=options, steps=30, lr=lr, batch_size=8, seq_len=32)
+    metrics, memory = train(spec, progress=False)
+    return metrics.loss_curve, memory.optimizer_state_bytes, WORKLOADS["llama"].build_model(spec)
+
+
+def assert_loss_falls(curve):
+    first, last = sum(curve[:5]) / 5, sum(curve[-5:]) / 5
+    assert last < first - 0.3, (first, last)
+
+
+def projected_and_plain_shapes(model):
+    targets = WORKLOADS["llama"].target_modules
+    projected = [m.weight.shape for name, m in model.named_modules()
+                 if isinstance(m, torch.nn.Linear) and name.split(".")[-1] in targets]
+    projected_ids = {id(m.weight) for name, m in model.named_modules()
+                     if isinstance(m, torch.nn.Linear) and name.split(".")[-1] in targets}
+    plain = [p.numel() for p in model.parameters() if id(p) not in projected_ids]
+    return projected, plain
+
+
+def apollo_state_elements(model, rank: int) -> int:
+    """APOLLO's paper: AdamW moments at the projected shape, 2 r max(m, n) per weight m x n
+    (std projects the smaller side); plain AdamW (2 per element) elsewhere. apollo-torch also
+    keeps the r x min(m, n) projection (the paper regenerates it from the seed) and a
+    norm-growth-limiter scalar per weight."""
+    projected, plain = projected_and_plain_shapes(model)
+    moments = sum(2 * rank * max(m, n) for m, n in projected)
+    projections = sum(rank * min(m, n) for m, n in projected)
+    limiters = len(projected)
+    return moments + projections + limiters + sum(2 * n for n in plain)
+
+
+@pytest.mark.parametrize("method", ["apollo", "apollo_layerwise"])
+def test_apollo_trains_and_keeps_the_papers_state_plus_the_projection(method, one_thread):
+    curve, state_bytes, model = trained(method, {"rank": RANK, "update_proj_gap": 10}, lr=1e-2)
+    assert_loss_falls(curve)
+    assert state_bytes == apollo_state_elements(model, RANK) * FLOAT32_BYTES
+
+
+def test_apollo_mini_is_rank_one(one_thread):
+    curve, state_bytes, model = trained("apollo_mini", {"update_proj_gap": 10}, lr=1e-2)
+    assert_loss_falls(curve)
+    assert state_bytes == apollo_state_elements(model, 1) * FLOAT32_BYTES
