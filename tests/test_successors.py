@@ -58,3 +58,26 @@ def test_apollo_mini_is_rank_one(one_thread):
     curve, state_bytes, model = trained("apollo_mini", {"update_proj_gap": 10}, lr=1e-2)
     assert_loss_falls(curve)
     assert state_bytes == apollo_state_elements(model, 1) * FLOAT32_BYTES
+
+
+def adam_mini_state_elements(model) -> int:
+    """Adam-mini's paper: a full-size first moment; one second-moment value per query/key head,
+    per output neuron (row) of embeddings, values, attention output, MLP and LM head, and per
+    norm weight (the tiny LLaMA has no biases)."""
+    config = model.config
+    head_numel = config.hidden_size * config.hidden_size // config.num_attention_heads
+    second = 0
+    for name, p in model.named_parameters():
+        if name.endswith(("q_proj.weight", "k_proj.weight")):
+            second += p.numel() // head_numel
+        elif "norm" in name:
+            second += 1
+        else:
+            second += p.shape[0]
+    return sum(p.numel() for p in model.parameters()) + second
+
+
+def test_adam_mini_trains_and_keeps_one_second_moment_per_block(one_thread):
+    curve, state_bytes, model = trained("adam_mini", {})
+    assert_loss_falls(curve)
+    assert state_bytes == adam_mini_state_elements(model) * FLOAT32_BYTES
