@@ -8,7 +8,7 @@ import logging
 # bitsandbytes here goes through this package, so this line runs before it.
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
-from methods import adam8bit, adam_mini, apollo, full, galore, layerwise, lora, low_rank, relora  # noqa: E402
+from methods import adam8bit, adam_mini, apollo, fira, full, galore, layerwise, lora, low_rank, relora  # noqa: E402
 from methods.base import Training  # noqa: E402
 
 METHODS = {
@@ -30,6 +30,7 @@ METHODS = {
         apollo.APOLLO_MINI,
         apollo.APOLLO_LAYERWISE,
         adam_mini.METHOD,
+        fira.METHOD,
     )
 }
 

@@ -81,3 +81,20 @@ def test_adam_mini_trains_and_keeps_one_second_moment_per_block(one_thread):
     curve, state_bytes, model = trained("adam_mini", {})
     assert_loss_falls(curve)
     assert state_bytes == adam_mini_state_elements(model) * FLOAT32_BYTES
+
+
+def fira_state_elements(model, rank: int) -> int:
+    """Fira's paper: GaLore's state, 2 r max(m, n) moments per weight m x n and an r x min(m, n)
+    projector, plus a norm-growth-limiter scalar. The fira package's projector is a slice of the
+    SVD factor, so the whole min(m, n) x min(m, n) factor stays allocated instead."""
+    projected, plain = projected_and_plain_shapes(model)
+    moments = sum(2 * rank * max(m, n) for m, n in projected)
+    svd_factors = sum(min(m, n) ** 2 for m, n in projected)
+    limiters = len(projected)
+    return moments + svd_factors + limiters + sum(2 * n for n in plain)
+
+
+def test_fira_trains_and_keeps_galores_state_with_whole_svd_factors(one_thread):
+    curve, state_bytes, model = trained("fira", {"rank": RANK, "update_proj_gap": 10, "alpha": 0.25}, lr=1e-2)
+    assert_loss_falls(curve)
+    assert state_bytes == fira_state_elements(model, RANK) * FLOAT32_BYTES
