@@ -14,9 +14,11 @@ RANK = 8
 
 
 def trained(method: str, options: dict, lr: float = 3e-3):
-    """The loss curve and optimizer state bytes of 30 steps, and the model's (untrained) shapes."""
+    """The loss curve and optimizer state bytes of 30 steps, and the model's (untrained) shapes.
+    The tracker must see the same state bytes at the end of its tracked steps."""
     spec = tiny_spec(method=method, method_options=options, steps=30, lr=lr, batch_size=8, seq_len=32)
     metrics, memory = train(spec, progress=False)
+    assert memory.tracker_at_step_end_bytes["optimizer_state"] == memory.optimizer_state_bytes
     return metrics.loss_curve, memory.optimizer_state_bytes, WORKLOADS["llama"].build_model(spec)
 
 
@@ -98,3 +100,24 @@ def test_fira_trains_and_keeps_galores_state_with_whole_svd_factors(one_thread):
     curve, state_bytes, model = trained("fira", {"rank": RANK, "update_proj_gap": 10, "alpha": 0.25}, lr=1e-2)
     assert_loss_falls(curve)
     assert state_bytes == fira_state_elements(model, RANK) * FLOAT32_BYTES
+
+
+def torchao_state_bytes(model, bits: int, block_size: int) -> int:
+    """Blockwise-quantized moments (the 8-bit Adam paper's convention): bits/8 bytes per
+    element and a float32 scale per block, for tensors of at least 4096 elements that split
+    into whole blocks; float32 moments otherwise. torchao also keeps a quantization map per
+    moment (2^bits float32 values) and a float32 step per parameter."""
+    total = 0
+    for p in model.parameters():
+        n = p.numel()
+        quantized = n >= 4096 and n % block_size == 0
+        moment = n * bits // 8 + n // block_size * 4 + 2**bits * 4 if quantized else n * 4
+        total += 2 * moment + 4
+    return total
+
+
+@pytest.mark.parametrize("method, bits, block_size", [("torchao_adamw8bit", 8, 256), ("torchao_adamw4bit", 4, 128)])
+def test_torchao_lowbit_trains_and_keeps_blockwise_quantized_moments(method, bits, block_size, one_thread):
+    curve, state_bytes, model = trained(method, {})
+    assert_loss_falls(curve)
+    assert state_bytes == torchao_state_bytes(model, bits, block_size)
