@@ -3,8 +3,9 @@
 GaLore's projected AdamW plus the residual the projection drops: the full-rank gradient minus
 its projection, scaled per channel by the ratio of the low-rank update's norm to the low-rank
 gradient's, with a norm-growth limiter. Only the target Linear weights are projected; the rest
-get plain AdamW in the same optimizer. The package keeps its projector as a slice of the
-gradient's SVD factor, which keeps the whole min(m, n)² factor alive: counted as state.
+get plain AdamW in the same optimizer. With float32 weights the package keeps its projector as
+a slice of the gradient's SVD factor, which keeps the whole min(m, n)² factor alive (counted as
+state); with BF16 weights its cast back makes a compact r x min(m, n) copy.
 """
 
 from dataclasses import dataclass

@@ -87,8 +87,9 @@ def test_adam_mini_trains_and_keeps_one_second_moment_per_block(one_thread):
 
 def fira_state_elements(model, rank: int) -> int:
     """Fira's paper: GaLore's state, 2 r max(m, n) moments per weight m x n and an r x min(m, n)
-    projector, plus a norm-growth-limiter scalar. The fira package's projector is a slice of the
-    SVD factor, so the whole min(m, n) x min(m, n) factor stays allocated instead."""
+    projector, plus a norm-growth-limiter scalar. With float32 weights the fira package's
+    projector is a slice of the SVD factor, so the whole min(m, n) x min(m, n) factor stays
+    allocated instead (with BF16 weights its cast makes a compact copy)."""
     projected, plain = projected_and_plain_shapes(model)
     moments = sum(2 * rank * max(m, n) for m, n in projected)
     svd_factors = sum(min(m, n) ** 2 for m, n in projected)
