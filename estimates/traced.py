@@ -14,7 +14,7 @@ from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
 
 import torch
-from torch._subclasses.fake_tensor import FakeTensorMode, unset_fake_temporarily
+from torch._subclasses.fake_tensor import DataDependentOutputException, FakeTensorMode, unset_fake_temporarily
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -126,9 +126,10 @@ class FlashAttentionWorkspace(TorchDispatchMode):
 
 
 class DataDependentScalars(TorchDispatchMode):
-    """Reads every scalar a step takes from tensor data as 1 (True for a comparison). Fake
-    tensors hold no values; the scalars these methods read (APOLLO's and Fira's norm-growth
-    limiter, torchao's quantization) steer values, not the shapes that memory depends on."""
+    """Reads a scalar that fake tensors cannot give (one computed from tensor data) as 1 (True
+    for a comparison); constants, such as optimizer step counts, keep their value. The scalars
+    so read (APOLLO's and Fira's norm-growth limiter, torchao's quantization) steer values, not
+    the shapes that memory depends on."""
 
     NOTE = "scalars read from tensor data (norm-growth limiters, quantization) taken as 1: they steer values, not shapes"
 
@@ -139,6 +140,10 @@ class DataDependentScalars(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if func is not torch.ops.aten._local_scalar_dense.default:
             return func(*args, **(kwargs or {}))
+        try:
+            return func(*args, **(kwargs or {}))
+        except DataDependentOutputException:
+            pass
         if self.NOTE not in self.notes:
             self.notes.append(self.NOTE)
         dtype = args[0].dtype
