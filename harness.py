@@ -8,6 +8,7 @@
     python harness.py estimate --paper-table
     python harness.py estimate --size 7b --method galore8bit_layerwise --batch 1 --seq 2048 --dtype bfloat16
     python harness.py estimate --paper-7b
+    python harness.py estimate --successors-7b
 """
 
 import argparse
@@ -146,6 +147,11 @@ def command_estimate(args) -> int:
 
         print(paper_7b_report())
         return 0
+    if args.successors_7b:
+        from estimates.successors_7b import successors_7b_report
+
+        print(successors_7b_report())
+        return 0
     from estimates.traced import format_traced, traced_record
     from methods import METHODS
     from results.records import append_record
@@ -236,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     which = estimate.add_mutually_exclusive_group()
     which.add_argument("--paper-table", action="store_true", help="GaLore Tables 2 and 6 beside our analytic figures")
     which.add_argument("--paper-7b", action="store_true", help="the paper's 7B introduction figures beside ours")
+    which.add_argument("--successors-7b", action="store_true",
+                       help="GaLore's successors traced at 7B (seq 256) beside GaLore, each paper's claim and the ratio")
     estimate.add_argument("--workload", default="llama", help="registered workload (default llama)")
     estimate.add_argument("--size", default="7b", help="model size in workloads/sizes.toml (default 7b)")
     estimate.add_argument("--method", action="append", default=[],

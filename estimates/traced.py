@@ -14,7 +14,7 @@ from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
 
 import torch
-from torch._subclasses.fake_tensor import FakeTensorMode, unset_fake_temporarily
+from torch._subclasses.fake_tensor import DataDependentOutputException, FakeTensorMode, unset_fake_temporarily
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -125,6 +125,31 @@ class FlashAttentionWorkspace(TorchDispatchMode):
         return outputs
 
 
+class DataDependentScalars(TorchDispatchMode):
+    """Reads a scalar that fake tensors cannot give (one computed from tensor data) as 1 (True
+    for a comparison); constants, such as optimizer step counts, keep their value. The scalars
+    so read (APOLLO's and Fira's norm-growth limiter, torchao's quantization) steer values, not
+    the shapes that memory depends on."""
+
+    NOTE = "scalars read from tensor data (norm-growth limiters, quantization) taken as 1: they steer values, not shapes"
+
+    def __init__(self, notes: list[str]):
+        super().__init__()
+        self.notes = notes
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is not torch.ops.aten._local_scalar_dense.default:
+            return func(*args, **(kwargs or {}))
+        try:
+            return func(*args, **(kwargs or {}))
+        except DataDependentOutputException:
+            pass
+        if self.NOTE not in self.notes:
+            self.notes.append(self.NOTE)
+        dtype = args[0].dtype
+        return True if dtype is torch.bool else 1.0 if dtype.is_floating_point else 1
+
+
 class _TokensByShape:
     """The workload, counting tokens from the batch shape: fake tensors hold no values."""
 
@@ -155,6 +180,7 @@ def traced_steps(spec: RunSpec, steps: int = 2, as_cuda: bool = True) -> tuple[l
     with ExitStack() as stack:
         mode = stack.enter_context(fake_cpu())
         stack.enter_context(bitsandbytes_shapes(mode, notes))
+        stack.enter_context(DataDependentScalars(notes))
         if as_cuda:
             stack.callback(register_optimizer_step_pre_hook(_fused_adam_as_on_cuda).remove)
         torch.manual_seed(spec.seed)

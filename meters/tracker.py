@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import torch
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
-from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._python_dispatch import TorchDispatchMode, is_traceable_wrapper_subclass
 from torch.utils._pytree import tree_leaves
 from torch.utils.weak import WeakIdKeyDictionary
 
@@ -42,6 +42,17 @@ from results.schema import MEMORY_CATEGORIES as CATEGORIES
 
 # The CUDA caching allocator hands out blocks in multiples of 512 bytes.
 CUDA_ALLOCATION_GRANULARITY_BYTES = 512
+
+
+def plain_tensors(tensor: torch.Tensor):
+    """The tensors that own memory behind `tensor`: itself, or for a wrapper subclass (torchao's
+    quantized optimizer states) its inner tensors, whose storages are the real bytes."""
+    if is_traceable_wrapper_subclass(tensor):
+        names, _ = tensor.__tensor_flatten__()
+        for name in names:
+            yield from plain_tensors(getattr(tensor, name))
+    else:
+        yield tensor
 
 
 def tensors_within(value, seen=None):
@@ -52,7 +63,7 @@ def tensors_within(value, seen=None):
         return
     seen.add(id(value))
     if isinstance(value, torch.Tensor):
-        yield value
+        yield from plain_tensors(value)
     elif isinstance(value, Mapping):
         for item in value.values():
             yield from tensors_within(item, seen)
@@ -144,10 +155,12 @@ class MemoryTracker(TorchDispatchMode):
         # Inputs first: a tensor made before tracking began is counted from its first use.
         for tensor in tree_leaves((args, kwargs)):
             if isinstance(tensor, torch.Tensor):
-                self._key(tensor, existed_before=True)
+                for plain in plain_tensors(tensor):
+                    self._key(plain, existed_before=True)
         for tensor in tree_leaves(outputs):
             if isinstance(tensor, torch.Tensor):
-                self._key(tensor)
+                for plain in plain_tensors(tensor):
+                    self._key(plain)
         return outputs
 
     # -- what each storage is -----------------------------------------------------------

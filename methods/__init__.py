@@ -7,8 +7,24 @@ import logging
 # a warning on every start when it cannot. No method uses 4-bit kernels; every import of
 # bitsandbytes here goes through this package, so this line runs before it.
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+# torchao warns at import that its CUDA kernel libraries do not load here, and torch that
+# torchao registers enums the old way; its low-bit optimizers need neither.
+logging.getLogger("torchao").setLevel(logging.ERROR)
+logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
 
-from methods import adam8bit, full, galore, layerwise, lora, low_rank, relora  # noqa: E402
+from methods import (  # noqa: E402
+    adam8bit,
+    adam_mini,
+    apollo,
+    fira,
+    full,
+    galore,
+    layerwise,
+    lora,
+    low_rank,
+    relora,
+    torchao_lowbit,
+)
 from methods.base import Training  # noqa: E402
 
 METHODS = {
@@ -26,6 +42,13 @@ METHODS = {
         galore.GALORE_REFERENCE,
         layerwise.FULL_METHOD,
         layerwise.ADAM8BIT_METHOD,
+        apollo.APOLLO,
+        apollo.APOLLO_MINI,
+        apollo.APOLLO_LAYERWISE,
+        adam_mini.METHOD,
+        fira.METHOD,
+        torchao_lowbit.ADAMW_8BIT,
+        torchao_lowbit.ADAMW_4BIT,
     )
 }
 

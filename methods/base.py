@@ -79,6 +79,17 @@ def linear_layers(model: torch.nn.Module, suffixes) -> dict[str, torch.nn.Linear
     }
 
 
+def projected_and_plain(model: torch.nn.Module, target_modules, workload) -> tuple[list, list]:
+    """The trainable weights of the Linear layers named by target_modules (None: the workload's
+    attention and MLP layers), which projection methods project, and every other trainable parameter."""
+    targets = target_modules or workload.target_modules
+    projected = [layer.weight for layer in linear_layers(model, targets).values() if layer.weight.requires_grad]
+    if not projected:
+        raise ValueError(f"options.target_modules {list(targets)} matches no Linear layer of the model")
+    projected_ids = {id(p) for p in projected}
+    return projected, [p for p in model.parameters() if p.requires_grad and id(p) not in projected_ids]
+
+
 def warmup_cosine_schedule(optimizer: torch.optim.Optimizer, spec: RunSpec):
     """The paper's schedule: linear warm-up, then cosine decay to 10% of the peak lr."""
     return get_cosine_with_min_lr_schedule_with_warmup(

@@ -26,7 +26,7 @@ def test_list_shows_every_method_and_workload_with_its_options(capsys):
             line = next(line for line in lines if line.split()[:1] == [name])
             options = entry.options if registry is METHODS else entry.data_options
             assert all(field in line for field in option_fields(options)), line
-    assert any(line.split()[:2] == ["suites/smoke.toml", "16"] for line in lines)
+    assert any(line.split()[:2] == ["suites/smoke.toml", "30"] for line in lines)
 
 
 def test_env_prints_the_environment_record(capsys):

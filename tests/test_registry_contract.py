@@ -19,7 +19,7 @@ DATA = {"llama": {}, "roberta_glue": {"task": "synthetic-classification"}}
 """Each workload's offline data: the contract must not need the network."""
 OPTIONS = {
     "relora": {"rank": 4, "reset_interval": 2, "restart_warmup_steps": 1},
-    **{name: {"update_proj_gap": 2} for name in METHODS if name.startswith("galore")},
+    **{name: {"update_proj_gap": 2} for name in METHODS if name.startswith(("galore", "apollo", "fira"))},
 }
 """Options that make a few steps exercise a method's periodic work (ReLoRA's merge, GaLore's refresh)."""
 FILLED_ON_CPU = {

@@ -1,0 +1,58 @@
+"""Fira (Chen et al., 2024), with the fira package's own FiraAdamW.
+
+GaLore's projected AdamW plus the residual the projection drops: the full-rank gradient minus
+its projection, scaled per channel by the ratio of the low-rank update's norm to the low-rank
+gradient's, with a norm-growth limiter. Only the target Linear weights are projected; the rest
+get plain AdamW in the same optimizer. With float32 weights the package keeps its projector as
+a slice of the gradient's SVD factor, which keeps the whole min(m, n)² factor alive (counted as
+state); with BF16 weights its cast back makes a compact r x min(m, n) copy.
+"""
+
+from dataclasses import dataclass
+
+from fira import FiraAdamW
+
+from methods.base import Method, Training, projected_and_plain, warmup_cosine_schedule
+from workloads.sizes import size_default
+
+PROJ_TYPES = ("std", "reverse_std", "left", "right", "full")
+
+
+@dataclass(frozen=True)
+class FiraOptions:
+    """Named as fira's divide_params; rank defaults as GaLore's for a like-for-like comparison."""
+
+    rank: int | None = None
+    """Projection rank r; None takes the model size's galore_rank from workloads/sizes.toml."""
+    update_proj_gap: int = 200
+    """T: the projector is recomputed from the gradient's SVD every T steps, step 0 included."""
+    alpha: float = 1.0
+    """Scale of the projected-back update (GaLore's α); the package's default."""
+    proj_type: str = "std"
+    """std (project the smaller side), reverse_std, left, right, or full (both sides)."""
+    target_modules: tuple[str, ...] | None = None
+    """Module-name suffixes of the Linear layers to project; None takes the workload's."""
+
+    def __post_init__(self):
+        if self.proj_type not in PROJ_TYPES:
+            raise ValueError(f"options.proj_type {self.proj_type!r} is not known; accepted: {', '.join(PROJ_TYPES)}")
+        if self.rank is not None and self.rank < 1:
+            raise ValueError(f"options.rank must be a positive integer, got {self.rank!r}")
+        if self.update_proj_gap < 1:
+            raise ValueError(f"options.update_proj_gap must be a positive integer, got {self.update_proj_gap!r}")
+
+
+def prepare(model, spec, options: FiraOptions, workload) -> Training:
+    projected, plain = projected_and_plain(model, options.target_modules, workload)
+    settings = {
+        "rank": options.rank or size_default(spec.workload, spec.size, "galore_rank"),
+        "update_proj_gap": options.update_proj_gap,
+        "alpha": options.alpha,
+        "proj_type": options.proj_type,
+    }
+    groups = [{"params": plain}, {"params": projected, **settings}]
+    optimizer = FiraAdamW(groups, lr=spec.lr, weight_decay=spec.weight_decay, no_deprecation_warning=True)
+    return Training(model=model, optimizer=optimizer, scheduler=warmup_cosine_schedule(optimizer, spec))
+
+
+METHOD = Method("fira", prepare, FiraOptions, "Fira (fira): GaLore plus the norm-scaled full-rank residual")
