@@ -11,6 +11,7 @@ import time
 import traceback
 import weakref
 from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import torch
@@ -146,10 +147,34 @@ def _synthetic_batches(spec: RunSpec):
     return itertools.repeat({"input_ids": token_ids, "labels": token_ids})
 
 
-def traced_steps(spec: RunSpec, steps: int = 2, as_cuda: bool = True) -> tuple[list[StepMemory], list[str]]:
-    """Tracker figures of the first `steps` training steps of `spec` on fake tensors, and the
-    assumptions and substitutions applied. Two steps by default: the second runs with the
-    optimizer state the first one created, the steady state."""
+class TracedTraining:
+    """One training of a spec on fake tensors whose steps may each run at another batch size,
+    so that a batch search builds the model and the optimizer state once. Use inside
+    `with traced_training(spec) as training:`."""
+
+    def __init__(self, spec: RunSpec, workload, training, tracker: MemoryTracker, as_cuda: bool, notes: list[str]):
+        self.spec, self.notes = spec, notes
+        self._workload, self._training, self._tracker, self._as_cuda = workload, training, tracker, as_cuda
+
+    @property
+    def steps(self) -> list[StepMemory]:
+        """Tracker figures of every step run so far."""
+        return self._tracker.steps
+
+    def step(self, batch_size: int | None = None) -> StepMemory:
+        """Run the next training step at `batch_size` sequences (default the spec's)."""
+        spec = self.spec if batch_size is None else replace(self.spec, batch_size=batch_size)
+        step = len(self._tracker.steps)
+        with self._tracker.step(), (FlashAttentionWorkspace() if self._as_cuda else ExitStack()):
+            training_step(spec, _TokensByShape(self._workload), self._training, _synthetic_batches(spec),
+                          torch.device("cpu"), step)
+        return self._tracker.steps[-1]
+
+
+@contextmanager
+def traced_training(spec: RunSpec, as_cuda: bool = True):
+    """The spec's model and method built on fake tensors, ready to step (TracedTraining); its
+    notes list the CUDA assumptions and substitutions applied."""
     notes = list(CUDA_ASSUMPTIONS) if as_cuda else []
     workload = WORKLOADS[spec.workload]
     with ExitStack() as stack:
@@ -163,11 +188,17 @@ def traced_steps(spec: RunSpec, steps: int = 2, as_cuda: bool = True) -> tuple[l
         training.model.train()
         granularity_bytes = CUDA_ALLOCATION_GRANULARITY_BYTES if as_cuda else 1
         tracker = MemoryTracker(training.model, training.optimizer, granularity_bytes)
-        batches = _synthetic_batches(spec)
-        for step in range(steps):
-            with tracker.step(), (FlashAttentionWorkspace() if as_cuda else ExitStack()):
-                training_step(spec, _TokensByShape(workload), training, batches, torch.device("cpu"), step)
-    return tracker.steps, notes
+        yield TracedTraining(spec, workload, training, tracker, as_cuda, notes)
+
+
+def traced_steps(spec: RunSpec, steps: int = 2, as_cuda: bool = True) -> tuple[list[StepMemory], list[str]]:
+    """Tracker figures of the first `steps` training steps of `spec` on fake tensors, and the
+    assumptions and substitutions applied. Two steps by default: the second runs with the
+    optimizer state the first one created, the steady state."""
+    with traced_training(spec, as_cuda) as training:
+        for _ in range(steps):
+            training.step()
+    return training.steps, training.notes
 
 
 def traced_record(spec: RunSpec, label: str, suite: str) -> Record:
