@@ -8,10 +8,12 @@
     python harness.py estimate --paper-table
     python harness.py estimate --size 7b --method galore8bit_layerwise --batch 1 --seq 2048 --dtype bfloat16
     python harness.py estimate --paper-7b
+    python harness.py estimate --fit 24GB --size 7b --seq 256 --method all --checkpointing both
 """
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -123,6 +125,7 @@ def command_estimate(args) -> int:
 
         print(paper_7b_report())
         return 0
+    from estimates.fit import parse_budget
     from estimates.traced import format_traced, traced_record
     from methods import METHODS
     from results.records import append_record
@@ -140,17 +143,22 @@ def command_estimate(args) -> int:
     model_config(args.workload, args.size)
     options = dict(parse_assignment(assignment, "--option") for assignment in args.option)
     data = dict(parse_assignment(assignment, "--data") for assignment in args.data)
+    budget = parse_budget(args.fit) if args.fit else None
+    checkpointing = {"no": [False], "yes": [True], "both": [False, True]}[args.checkpointing]
     specs = [
         RunSpec(
             workload=args.workload, size=args.size, method=method, method_options=options, data=data,
             batch_size=args.batch, seq_len=args.seq, grad_accum=args.grad_accum, dtype=args.dtype,
-            device="cpu", steps=args.steps,
+            device="cpu", steps=args.steps, activation_checkpointing=checkpointed,
         )
+        for checkpointed in checkpointing
         for method in methods
     ]
     for spec in specs:  # every option checked before the first (slow) trace
         METHODS[spec.method].parse_options(options)
         WORKLOADS[spec.workload].data(spec)
+    if budget:
+        return estimate_fit(specs, budget, args)
     failed = 0
     for spec in specs:
         record = traced_record(spec, label=spec.method, suite=args.suite)
@@ -161,6 +169,19 @@ def command_estimate(args) -> int:
     if args.records:
         print(f"{len(specs)} estimate records appended to {args.records}")
     return 1 if failed else 0
+
+
+def estimate_fit(specs, budget, args) -> int:
+    from estimates.fit import fit_all, fit_record, format_fits
+    from results.records import append_record
+
+    fits, wall_s = fit_all(specs, budget, args.jobs)
+    print(format_fits(fits, budget, wall_s))
+    if args.records:
+        for fit in fits:
+            append_record(Path(args.records), fit_record(fit, budget, args.suite))
+        print(f"{len(fits)} estimate records appended to {args.records}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -223,6 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
                           help="parameter dtype (default bfloat16)")
     estimate.add_argument("--steps", type=int, default=2,
                           help="steps traced (default 2: the first creates the optimizer state)")
+    estimate.add_argument("--fit", metavar="BUDGET",
+                          help="the largest micro-batch per method that fits this memory, e.g. 24GB or 22.5GiB")
+    estimate.add_argument("--checkpointing", nargs="?", const="yes", default="no", choices=["no", "yes", "both"],
+                          help="trace with activation checkpointing (yes), without (no, default) or both")
+    estimate.add_argument("--jobs", type=int, default=os.cpu_count(),
+                          help="methods searched at once by --fit, one process each (default: the CPU count)")
     estimate.add_argument("--records", help="append one estimate record per method to this results file")
     estimate.add_argument("--suite", default="estimate", help="the suite name the records carry (default estimate)")
     estimate.set_defaults(handler=command_estimate)
