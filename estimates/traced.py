@@ -187,7 +187,7 @@ def traced_training(spec: RunSpec, as_cuda: bool = True):
         training = prepare_training(model, spec, workload)
         training.model.train()
         granularity_bytes = CUDA_ALLOCATION_GRANULARITY_BYTES if as_cuda else 1
-        tracker = MemoryTracker(training.model, training.optimizer, granularity_bytes)
+        tracker = MemoryTracker(training.model, training.optimizer, granularity_bytes, training.is_refresh_step)
         yield TracedTraining(spec, workload, training, tracker, as_cuda, notes)
 
 
@@ -220,6 +220,13 @@ def traced_record(spec: RunSpec, label: str, suite: str) -> Record:
 GIB = 2**30
 
 
+def _refresh_line(memory: Memory) -> str:
+    steady = memory.tracker_steady_peak_bytes
+    steady_text = "no steady step traced" if steady is None else f"steady-step peak {steady / GIB:.2f} GiB"
+    return (f"refresh-step peak (projectors recomputed by SVD) {memory.tracker_refresh_peak_bytes / GIB:.2f} GiB, "
+            f"{steady_text}")
+
+
 def format_traced(record: Record) -> str:
     """A traced estimate's peak with its breakdown, and the step end's, in GiB and GB."""
     spec, memory = record.spec, record.memory
@@ -235,8 +242,10 @@ def format_traced(record: Record) -> str:
     lines += [
         f"peak: {peak / GIB:.2f} GiB ({peak / 1e9:.2f} GB) in step {memory.tracker_peak_step} of {spec.steps} traced "
         "(step 0 creates the optimizer state, step 1 runs with it)",
-        f"{'':<18}{'at peak GiB':>12}{'step end GiB':>14}",
     ]
+    if memory.tracker_refresh_peak_bytes is not None:
+        lines.append(_refresh_line(memory))
+    lines.append(f"{'':<18}{'at peak GiB':>12}{'step end GiB':>14}")
     for category, at_peak in memory.tracker_at_peak_bytes.items():
         lines.append(f"{category:<18}{at_peak / GIB:>12.3f}{memory.tracker_at_step_end_bytes[category] / GIB:>14.3f}")
     lines.append(f"{'total':<18}{peak / GIB:>12.3f}{sum(memory.tracker_at_step_end_bytes.values()) / GIB:>14.3f}")
