@@ -143,7 +143,7 @@ def command_estimate(args) -> int:
     model_config(args.workload, args.size)
     options = dict(parse_assignment(assignment, "--option") for assignment in args.option)
     data = dict(parse_assignment(assignment, "--data") for assignment in args.data)
-    budget = parse_budget(args.fit) if args.fit else None
+    budgets = [parse_budget(text) for text in args.fit]
     checkpointing = {"no": [False], "yes": [True], "both": [False, True]}[args.checkpointing]
     specs = [
         RunSpec(
@@ -157,8 +157,8 @@ def command_estimate(args) -> int:
     for spec in specs:  # every option checked before the first (slow) trace
         METHODS[spec.method].parse_options(options)
         WORKLOADS[spec.workload].data(spec)
-    if budget:
-        return estimate_fit(specs, budget, args)
+    if budgets:
+        return estimate_fit(specs, budgets, args)
     failed = 0
     for spec in specs:
         record = traced_record(spec, label=spec.method, suite=args.suite)
@@ -171,15 +171,15 @@ def command_estimate(args) -> int:
     return 1 if failed else 0
 
 
-def estimate_fit(specs, budget, args) -> int:
+def estimate_fit(specs, budgets, args) -> int:
     from estimates.fit import fit_all, fit_record, format_fits
     from results.records import append_record
 
-    fits, wall_s = fit_all(specs, budget, args.jobs)
-    print(format_fits(fits, budget, wall_s))
+    fits, wall_s = fit_all(specs, budgets, args.jobs)
+    print(format_fits(fits, wall_s))
     if args.records:
         for fit in fits:
-            append_record(Path(args.records), fit_record(fit, budget, args.suite))
+            append_record(Path(args.records), fit_record(fit, args.suite))
         print(f"{len(fits)} estimate records appended to {args.records}")
     return 0
 
@@ -244,8 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="parameter dtype (default bfloat16)")
     estimate.add_argument("--steps", type=int, default=2,
                           help="steps traced (default 2: the first creates the optimizer state)")
-    estimate.add_argument("--fit", metavar="BUDGET",
-                          help="the largest micro-batch per method that fits this memory, e.g. 24GB or 22.5GiB")
+    estimate.add_argument("--fit", metavar="BUDGET", action="append", default=[],
+                          help="the largest micro-batch per method that fits this memory, e.g. 24GB or 22.5GiB; "
+                          "repeatable (one search serves every budget)")
     estimate.add_argument("--checkpointing", nargs="?", const="yes", default="no", choices=["no", "yes", "both"],
                           help="trace with activation checkpointing (yes), without (no, default) or both")
     estimate.add_argument("--jobs", type=int, default=os.cpu_count(),

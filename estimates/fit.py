@@ -109,29 +109,35 @@ def _extrapolate(low: int, high: int, peak: Callable[[int], int], limit_bytes: i
 
 @dataclass
 class Fit:
-    """One method's answer: the largest batch, and its traced steps."""
+    """One method's answer under one budget: the largest batch, and its traced steps."""
 
     spec: RunSpec
     """The method's spec at the answer's batch (batch 1 when the answer is 0)."""
+    budget: Budget
+    """The budget the answer is for."""
     batch_size: int
     """The largest micro-batch that fits; 0 when batch 1 does not."""
     peak_bytes: int
-    """The traced peak at that batch (batch 1 when the answer is 0), without the allowance."""
+    """The traced peak at that batch (batch 1 when the answer is 0), refresh extra included,
+    without the allowance."""
+    refresh_extra_bytes: int
+    """What the first step (a GaLore refresh) held above the steady step at batch 1."""
     memory: Memory
     """Tracker figures at that batch: the first step (which creates the optimizer state) and a
     steady step."""
     notes: list[str]
     """Assumptions and substitutions of the traces."""
     traced_batches: list[int]
-    """The batch sizes traced, in order."""
+    """The batch sizes traced for this method up to this answer, in order."""
     started_at: str
     """When the search started, ISO 8601 in UTC."""
     wall_s: float
-    """Seconds the search took."""
+    """Seconds the method's search took up to this answer."""
 
 
-def fit_batch(spec: RunSpec, budget: Budget) -> Fit:
-    """The largest micro-batch of `spec` under `budget`, traced on one fake training.
+def fit_batch(spec: RunSpec, budgets: list[Budget]) -> list[Fit]:
+    """The largest micro-batch of `spec` under each budget, traced on one fake training (the
+    traces of one budget's search serve the next).
 
     Step 0 runs at batch 1: it creates the optimizer state (and, for GaLore, computes every
     projector: a refresh step). Every later step runs with that state at the batch asked. A
@@ -139,22 +145,25 @@ def fit_batch(spec: RunSpec, budget: Budget) -> Fit:
     batch 1 (the refresh's extra), so that the answer survives refresh steps too.
     """
     started = time.time()
+    started_at = datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds")
+    fits = []
     with traced_training(replace(spec, batch_size=1)) as training:
         first = training.step(1)
-        steady: dict[int, StepMemory] = {}
+        steady = {1: training.step(1)}
+        refresh_extra_bytes = max(0, first.peak_bytes - steady[1].peak_bytes)
 
         def peak_bytes_at(batch: int) -> int:
             if batch not in steady:
                 steady[batch] = training.step(batch)
-            return steady[batch].peak_bytes + max(0, first.peak_bytes - steady[1].peak_bytes)
+            return steady[batch].peak_bytes + refresh_extra_bytes
 
-        peak_bytes_at(1)
-        batch = largest_batch(peak_bytes_at, budget.peak_limit_bytes)
-        shown = max(batch, 1)
-        memory = Memory(**summarize([first, steady[shown]]))
-        return Fit(replace(spec, batch_size=shown), batch, peak_bytes_at(shown), memory, training.notes,
-                   list(steady), datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
-                   time.time() - started)
+        for budget in budgets:
+            batch = largest_batch(peak_bytes_at, budget.peak_limit_bytes)
+            shown = max(batch, 1)
+            fits.append(Fit(replace(spec, batch_size=shown), budget, batch, peak_bytes_at(shown), refresh_extra_bytes,
+                            Memory(**summarize([first, steady[shown]])), training.notes, list(steady), started_at,
+                            time.time() - started))
+    return fits
 
 
 def total_bytes(peak_bytes: int) -> int:
@@ -162,43 +171,50 @@ def total_bytes(peak_bytes: int) -> int:
     return int(peak_bytes * (1 + FRAGMENTATION_FRACTION)) + CUDA_CONTEXT_BYTES
 
 
-def format_fits(fits: list[Fit], budget: Budget, wall_s: float) -> str:
-    """The fit table: per method the largest batch, its peak, tokens per step and headroom."""
-    lines = [
-        f"Largest micro-batch per method: {budget.describe()}",
-        f"{ALLOWANCE}; the peak covers the steady step and the first (optimizer-state creation, "
-        "GaLore's projector refresh)",
-        f"{'method':<24}{'ckpt':>5}{'batch':>7}{'peak GiB':>10}{'+allow GiB':>12}{'tokens/step':>13}{'headroom GiB':>14}"
-        f"{'traced batches':>20}",
+def format_fits(fits: list[Fit], wall_s: float) -> str:
+    """A fit table per budget: per method the largest batch, its peak, tokens per step and headroom."""
+    lines = []
+    for budget in dict.fromkeys(fit.budget for fit in fits):
+        lines += [
+            f"Largest micro-batch per method: {budget.describe()}",
+            f"{'method':<24}{'ckpt':>5}{'batch':>7}{'peak GiB':>10}{'refresh+':>10}{'+allow GiB':>12}"
+            f"{'tokens/step':>13}{'headroom GiB':>14}  traced batches",
+        ]
+        for fit in (fit for fit in fits if fit.budget == budget):
+            total = total_bytes(fit.peak_bytes)
+            tokens = fit.batch_size * fit.spec.seq_len * fit.spec.grad_accum
+            headroom = f"{(budget.bytes - total) / GIB:>14.2f}" if fit.batch_size else f"{'none':>14}"
+            lines.append(
+                f"{fit.spec.method:<24}{'yes' if fit.spec.activation_checkpointing else 'no':>5}{fit.batch_size:>7}"
+                f"{fit.peak_bytes / GIB:>10.2f}{fit.refresh_extra_bytes / GIB:>10.2f}{total / GIB:>12.2f}"
+                f"{tokens:>13}{headroom}  {','.join(map(str, fit.traced_batches))}"
+            )
+        lines.append("")
+    lines += [
+        ALLOWANCE,
+        "peak: the steady step's at that batch plus refresh+ (what the first step, which creates the optimizer "
+        "state and GaLore's projectors, held above the steady step); batch 0: even batch 1 does not fit (peak at "
+        "batch 1 shown)",
+        f"traced in {wall_s:.0f} s wall",
     ]
-    for fit in fits:
-        total = total_bytes(fit.peak_bytes)
-        tokens = fit.batch_size * fit.spec.seq_len * fit.spec.grad_accum
-        headroom = f"{(budget.bytes - total) / GIB:>14.2f}" if fit.batch_size else f"{'none':>14}"
-        lines.append(
-            f"{fit.spec.method:<24}{'yes' if fit.spec.activation_checkpointing else 'no':>5}{fit.batch_size:>7}"
-            f"{fit.peak_bytes / GIB:>10.2f}{total / GIB:>12.2f}{tokens:>13}{headroom}"
-            f"{' ' + ','.join(map(str, fit.traced_batches)):>20}"
-        )
-    lines.append("batch 0: even batch 1 does not fit (its peak shown); peak and headroom at the largest batch")
-    lines.append(f"traced in {wall_s:.0f} s wall")
     return "\n".join(lines)
 
 
-def fit_all(specs: list[RunSpec], budget: Budget, jobs: int) -> tuple[list[Fit], float]:
+def fit_all(specs: list[RunSpec], budgets: list[Budget], jobs: int) -> tuple[list[Fit], float]:
     """fit_batch of every spec, `jobs` at once in forked processes (each search is one
-    process's work: traces are single-threaded Python), and the wall seconds it took."""
+    process's work: traces are single-threaded Python), ordered by budget then spec, and the
+    wall seconds it took."""
     started = time.time()
     with ProcessPoolExecutor(max(1, min(jobs, len(specs))), mp_context=multiprocessing.get_context("fork")) as pool:
-        fits = list(pool.map(fit_batch, specs, [budget] * len(specs)))
-    return fits, time.time() - started
+        per_spec = list(pool.map(fit_batch, specs, [budgets] * len(specs)))
+    return [fits[index] for index in range(len(budgets)) for fits in per_spec], time.time() - started
 
 
-def fit_record(fit: Fit, budget: Budget, suite: str) -> Record:
+def fit_record(fit: Fit, suite: str) -> Record:
     """A fit as a traced_estimate record at the answer's batch; its notes say the budget and
     the answer, so that reports can read the largest batch back."""
     notes = fit.notes + [
-        f"fit: {budget.describe()}; {ALLOWANCE}; largest batch {fit.batch_size}"
+        f"fit: {fit.budget.describe()}; {ALLOWANCE}; largest batch {fit.batch_size}"
         + ("" if fit.batch_size else " (batch 1 does not fit; figures at batch 1)"),
     ]
     return Record(run_id=fit.spec.run_id, suite=suite, label=fit.spec.method, spec=fit.spec, status="ok",

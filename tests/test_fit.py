@@ -62,7 +62,7 @@ def test_fit_of_a_tiny_model_equals_brute_force_over_traced_batches():
     limit_bytes = (peak_bytes(5) + peak_bytes(6)) // 2
     budget = Budget(int(limit_bytes * (1 + FRAGMENTATION_FRACTION)) + CUDA_CONTEXT_BYTES + 1, "test")
     brute_force = max(batch for batch in range(1, 9) if peak_bytes(batch) <= budget.peak_limit_bytes)
-    fit = fit_batch(spec, budget)
+    fit, = fit_batch(spec, [budget])
     assert brute_force == fit.batch_size == 5
     assert fit.peak_bytes == peak_bytes(5)
     assert fit.spec.batch_size == 5 and fit.memory.tracker_peak_bytes == fit.peak_bytes
@@ -70,17 +70,17 @@ def test_fit_of_a_tiny_model_equals_brute_force_over_traced_batches():
 
 def test_fit_command_prints_a_row_per_method_and_writes_records(tmp_path, capsys):
     records = tmp_path / "fit.jsonl"
-    argv = ["estimate", "--fit", "1.1GiB", "--size", "tiny", "--seq", "32", "--method", "full", "--method", "lora",
+    argv = ["estimate", "--fit", "1.1GiB", "--fit", "2GB", "--size", "tiny", "--seq", "32", "--method", "full", "--method", "lora",
             "--checkpointing", "both", "--jobs", "1", "--records", str(records)]
     assert harness.main(argv) == 0
     out = capsys.readouterr().out
-    assert "budget 1.1 GiB" in out and "binary" in out and "1.0 GiB CUDA context" in out
+    assert "budget 1.1 GiB" in out and "budget 2 GB" in out and "binary" in out and "1.0 GiB CUDA context" in out
     rows = [line.split() for line in out.splitlines() if line.startswith(("full ", "lora "))]
-    assert [(row[0], row[1]) for row in rows] == [("full", "no"), ("lora", "no"), ("full", "yes"), ("lora", "yes")]
-    assert all(int(row[2]) > 0 for row in rows)
+    assert [(row[0], row[1]) for row in rows] == [("full", "no"), ("lora", "no"), ("full", "yes"), ("lora", "yes")] * 2
+    assert all(0 < int(row[2]) < int(larger[2]) for row, larger in zip(rows[:4], rows[4:]))
     from results.records import read_records
 
     written = read_records(records)
-    assert len(written) == 4 and all(record.kind == "traced_estimate" for record in written)
+    assert len(written) == 8 and all(record.kind == "traced_estimate" for record in written)
     assert [record.spec.batch_size for record in written] == [int(row[2]) for row in rows]
     assert all("largest batch" in record.notes[-1] for record in written)
