@@ -217,6 +217,8 @@ def fit_record(fit: Fit, suite: str) -> Record:
         f"fit: {fit.budget.describe()}; {ALLOWANCE}; largest batch {fit.batch_size}"
         + ("" if fit.batch_size else " (batch 1 does not fit; figures at batch 1)"),
     ]
-    return Record(run_id=fit.spec.run_id, suite=suite, label=fit.spec.method, spec=fit.spec, status="ok",
+    # A label per method, checkpointing and budget: reports group rows by label.
+    label = f"{fit.spec.method}{' ckpt' if fit.spec.activation_checkpointing else ''} in {fit.budget.text}"
+    return Record(run_id=fit.spec.run_id, suite=suite, label=label, spec=fit.spec, status="ok",
                   kind="traced_estimate", memory=fit.memory, notes=notes, started_at=fit.started_at, wall_s=fit.wall_s,
                   environment=environment(torch.device("cpu")))

@@ -84,3 +84,4 @@ def test_fit_command_prints_a_row_per_method_and_writes_records(tmp_path, capsys
     assert len(written) == 8 and all(record.kind == "traced_estimate" for record in written)
     assert [record.spec.batch_size for record in written] == [int(row[2]) for row in rows]
     assert all("largest batch" in record.notes[-1] for record in written)
+    assert len({record.label for record in written}) == 8 and "full ckpt in 2 GB" in {r.label for r in written}
