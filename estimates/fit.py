@@ -123,8 +123,9 @@ class Fit:
     refresh_extra_bytes: int
     """What the first step (a GaLore refresh) held above the steady step at batch 1."""
     memory: Memory
-    """Tracker figures at that batch: the first step (which creates the optimizer state) and a
-    steady step."""
+    """Tracker figures of the steps traced for it, as traced: the first step (batch 1; creates
+    the optimizer state, GaLore's refresh) and the steady step at that batch. peak_bytes, not
+    these, is what the answer compares with the budget."""
     notes: list[str]
     """Assumptions and substitutions of the traces."""
     traced_batches: list[int]
