@@ -155,9 +155,9 @@ class TracedTraining:
     def __init__(self, spec: RunSpec, workload, training, tracker: MemoryTracker, as_cuda: bool, notes: list[str]):
         self.spec, self.notes = spec, notes
         self._workload, self._training, self._tracker, self._as_cuda = workload, training, tracker, as_cuda
-        # The spec's batch exists before the first step, as a loaded batch would (and as the
-        # traced estimates of the CI baselines were taken); other sizes are made when asked.
-        self._batches = {spec.batch_size: _synthetic_batches(spec)}
+        # One batch exists before each step, as a loaded batch would (and as the traced
+        # estimates of the CI baselines were taken); it is remade when the batch size changes.
+        self._batch_size, self._batches = spec.batch_size, _synthetic_batches(spec)
 
     @property
     def steps(self) -> list[StepMemory]:
@@ -168,11 +168,11 @@ class TracedTraining:
         """Run the next training step at `batch_size` sequences (default the spec's)."""
         spec = self.spec if batch_size is None else replace(self.spec, batch_size=batch_size)
         step = len(self._tracker.steps)
+        if spec.batch_size != self._batch_size:
+            self._batch_size, self._batches = spec.batch_size, _synthetic_batches(spec)
         with self._tracker.step(), (FlashAttentionWorkspace() if self._as_cuda else ExitStack()):
-            if spec.batch_size not in self._batches:
-                self._batches[spec.batch_size] = _synthetic_batches(spec)
-            batches = self._batches[spec.batch_size]
-            training_step(spec, _TokensByShape(self._workload), self._training, batches, torch.device("cpu"), step)
+            training_step(spec, _TokensByShape(self._workload), self._training, self._batches, torch.device("cpu"),
+                          step)
         return self._tracker.steps[-1]
 
 
