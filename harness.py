@@ -9,10 +9,13 @@
     python harness.py estimate --size 7b --method galore8bit_layerwise --batch 1 --seq 2048 --dtype bfloat16
     python harness.py estimate --paper-7b
     python harness.py estimate --successors-7b
+    python harness.py estimate --grid --sizes 60m,130m,350m,1b,7b --method all --seq 256 --records results/grid.jsonl
+    python harness.py estimate --fit 24GB --size 7b --seq 256 --method all --checkpointing both
 """
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -152,6 +155,7 @@ def command_estimate(args) -> int:
 
         print(successors_7b_report())
         return 0
+    from estimates.fit import parse_budget
     from estimates.traced import format_traced, traced_record
     from methods import METHODS
     from results.records import append_record
@@ -166,20 +170,32 @@ def command_estimate(args) -> int:
             raise ValueError(f"--method {method!r} is not registered; accepted: all, {', '.join(METHODS)}")
     if args.workload not in WORKLOADS:
         raise ValueError(f"--workload {args.workload!r} is not registered; accepted: {', '.join(WORKLOADS)}")
-    model_config(args.workload, args.size)
+    if args.grid and not args.records:
+        raise ValueError("--grid writes estimate records: give --records PATH")
+    sizes = args.sizes.split(",") if args.grid else [args.size]
+    for size in sizes:
+        model_config(args.workload, size)
     options = dict(parse_assignment(assignment, "--option") for assignment in args.option)
     data = dict(parse_assignment(assignment, "--data") for assignment in args.data)
+    budgets = [parse_budget(text) for text in args.fit]
+    checkpointing = {"no": [False], "yes": [True], "both": [False, True]}[args.checkpointing]
     specs = [
         RunSpec(
-            workload=args.workload, size=args.size, method=method, method_options=options, data=data,
+            workload=args.workload, size=size, method=method, method_options=options, data=data,
             batch_size=args.batch, seq_len=args.seq, grad_accum=args.grad_accum, dtype=args.dtype,
-            device="cpu", steps=args.steps,
+            device="cpu", steps=args.steps, activation_checkpointing=checkpointed,
         )
+        for checkpointed in checkpointing
+        for size in sizes
         for method in methods
     ]
     for spec in specs:  # every option checked before the first (slow) trace
         METHODS[spec.method].parse_options(options)
         WORKLOADS[spec.workload].data(spec)
+    if budgets:
+        return estimate_fit(specs, budgets, args)
+    if args.grid:
+        return estimate_grid(specs, args)
     failed = 0
     for spec in specs:
         record = traced_record(spec, label=spec.method, suite=args.suite)
@@ -190,6 +206,31 @@ def command_estimate(args) -> int:
     if args.records:
         print(f"{len(specs)} estimate records appended to {args.records}")
     return 1 if failed else 0
+
+
+def estimate_grid(specs, args) -> int:
+    from estimates.grid import format_grid, grid_records
+    from results.records import append_record
+
+    records, wall_s = grid_records(specs, args.suite, args.jobs)
+    print(format_grid(records))
+    for record in records:
+        append_record(Path(args.records), record)
+    print(f"{len(records)} estimate records appended to {args.records}; traced in {wall_s:.0f} s wall")
+    return 1 if any(record.status != "ok" for record in records) else 0
+
+
+def estimate_fit(specs, budgets, args) -> int:
+    from estimates.fit import fit_all, fit_record, format_fits
+    from results.records import append_record
+
+    fits, wall_s = fit_all(specs, budgets, args.jobs)
+    print(format_fits(fits, wall_s))
+    if args.records:
+        for fit in fits:
+            append_record(Path(args.records), fit_record(fit, args.suite))
+        print(f"{len(fits)} estimate records appended to {args.records}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -259,6 +300,17 @@ def build_parser() -> argparse.ArgumentParser:
                           help="parameter dtype (default bfloat16)")
     estimate.add_argument("--steps", type=int, default=2,
                           help="steps traced (default 2: the first creates the optimizer state)")
+    estimate.add_argument("--fit", metavar="BUDGET", action="append", default=[],
+                          help="the largest micro-batch per method that fits this memory, e.g. 24GB or 22.5GiB; "
+                          "repeatable (one search serves every budget)")
+    estimate.add_argument("--grid", action="store_true",
+                          help="a traced estimate of every --method at every --sizes, written to --records")
+    estimate.add_argument("--sizes", default="60m,130m,350m,1b,7b",
+                          help="comma-separated model sizes for --grid (default 60m,130m,350m,1b,7b)")
+    estimate.add_argument("--checkpointing", nargs="?", const="yes", default="no", choices=["no", "yes", "both"],
+                          help="trace with activation checkpointing (yes), without (no, default) or both")
+    estimate.add_argument("--jobs", type=int, default=os.cpu_count(),
+                          help="methods searched at once by --fit, one process each (default: the CPU count)")
     estimate.add_argument("--records", help="append one estimate record per method to this results file")
     estimate.add_argument("--suite", default="estimate", help="the suite name the records carry (default estimate)")
     estimate.set_defaults(handler=command_estimate)

@@ -88,7 +88,7 @@ def train(spec: RunSpec, progress: bool = True) -> tuple[Metrics, Memory]:
     batches = itertools.chain([next(stream)], stream)
     clock = timing.StepClock(device, spec.timing_warmup_steps)
     granularity_bytes = CUDA_ALLOCATION_GRANULARITY_BYTES if device.type == "cuda" else 1
-    tracker = MemoryTracker(model, training.optimizer, granularity_bytes)
+    tracker = MemoryTracker(model, training.optimizer, granularity_bytes, training.is_refresh_step)
     memory.reset_peaks(device)
     losses = []
 

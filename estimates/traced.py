@@ -11,6 +11,7 @@ import time
 import traceback
 import weakref
 from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import torch
@@ -171,10 +172,39 @@ def _synthetic_batches(spec: RunSpec):
     return itertools.repeat({"input_ids": token_ids, "labels": token_ids})
 
 
-def traced_steps(spec: RunSpec, steps: int = 2, as_cuda: bool = True) -> tuple[list[StepMemory], list[str]]:
-    """Tracker figures of the first `steps` training steps of `spec` on fake tensors, and the
-    assumptions and substitutions applied. Two steps by default: the second runs with the
-    optimizer state the first one created, the steady state."""
+class TracedTraining:
+    """One training of a spec on fake tensors whose steps may each run at another batch size,
+    so that a batch search builds the model and the optimizer state once. Use inside
+    `with traced_training(spec) as training:`."""
+
+    def __init__(self, spec: RunSpec, workload, training, tracker: MemoryTracker, as_cuda: bool, notes: list[str]):
+        self.spec, self.notes = spec, notes
+        self._workload, self._training, self._tracker, self._as_cuda = workload, training, tracker, as_cuda
+        # One batch exists before each step, as a loaded batch would (and as the traced
+        # estimates of the CI baselines were taken); it is remade when the batch size changes.
+        self._batch_size, self._batches = spec.batch_size, _synthetic_batches(spec)
+
+    @property
+    def steps(self) -> list[StepMemory]:
+        """Tracker figures of every step run so far."""
+        return self._tracker.steps
+
+    def step(self, batch_size: int | None = None) -> StepMemory:
+        """Run the next training step at `batch_size` sequences (default the spec's)."""
+        spec = self.spec if batch_size is None else replace(self.spec, batch_size=batch_size)
+        step = len(self._tracker.steps)
+        if spec.batch_size != self._batch_size:
+            self._batch_size, self._batches = spec.batch_size, _synthetic_batches(spec)
+        with self._tracker.step(), (FlashAttentionWorkspace() if self._as_cuda else ExitStack()):
+            training_step(spec, _TokensByShape(self._workload), self._training, self._batches, torch.device("cpu"),
+                          step)
+        return self._tracker.steps[-1]
+
+
+@contextmanager
+def traced_training(spec: RunSpec, as_cuda: bool = True):
+    """The spec's model and method built on fake tensors, ready to step (TracedTraining); its
+    notes list the CUDA assumptions and substitutions applied."""
     notes = list(CUDA_ASSUMPTIONS) if as_cuda else []
     workload = WORKLOADS[spec.workload]
     with ExitStack() as stack:
@@ -188,12 +218,18 @@ def traced_steps(spec: RunSpec, steps: int = 2, as_cuda: bool = True) -> tuple[l
         training = prepare_training(model, spec, workload)
         training.model.train()
         granularity_bytes = CUDA_ALLOCATION_GRANULARITY_BYTES if as_cuda else 1
-        tracker = MemoryTracker(training.model, training.optimizer, granularity_bytes)
-        batches = _synthetic_batches(spec)
-        for step in range(steps):
-            with tracker.step(), (FlashAttentionWorkspace() if as_cuda else ExitStack()):
-                training_step(spec, _TokensByShape(workload), training, batches, torch.device("cpu"), step)
-    return tracker.steps, notes
+        tracker = MemoryTracker(training.model, training.optimizer, granularity_bytes, training.is_refresh_step)
+        yield TracedTraining(spec, workload, training, tracker, as_cuda, notes)
+
+
+def traced_steps(spec: RunSpec, steps: int = 2, as_cuda: bool = True) -> tuple[list[StepMemory], list[str]]:
+    """Tracker figures of the first `steps` training steps of `spec` on fake tensors, and the
+    assumptions and substitutions applied. Two steps by default: the second runs with the
+    optimizer state the first one created, the steady state."""
+    with traced_training(spec, as_cuda) as training:
+        for _ in range(steps):
+            training.step()
+    return training.steps, training.notes
 
 
 def traced_record(spec: RunSpec, label: str, suite: str) -> Record:
@@ -215,6 +251,13 @@ def traced_record(spec: RunSpec, label: str, suite: str) -> Record:
 GIB = 2**30
 
 
+def _refresh_line(memory: Memory) -> str:
+    steady = memory.tracker_steady_peak_bytes
+    steady_text = "no steady step traced" if steady is None else f"steady-step peak {steady / GIB:.2f} GiB"
+    return (f"refresh-step peak (projectors recomputed by SVD) {memory.tracker_refresh_peak_bytes / GIB:.2f} GiB, "
+            f"{steady_text}")
+
+
 def format_traced(record: Record) -> str:
     """A traced estimate's peak with its breakdown, and the step end's, in GiB and GB."""
     spec, memory = record.spec, record.memory
@@ -230,8 +273,10 @@ def format_traced(record: Record) -> str:
     lines += [
         f"peak: {peak / GIB:.2f} GiB ({peak / 1e9:.2f} GB) in step {memory.tracker_peak_step} of {spec.steps} traced "
         "(step 0 creates the optimizer state, step 1 runs with it)",
-        f"{'':<18}{'at peak GiB':>12}{'step end GiB':>14}",
     ]
+    if memory.tracker_refresh_peak_bytes is not None:
+        lines.append(_refresh_line(memory))
+    lines.append(f"{'':<18}{'at peak GiB':>12}{'step end GiB':>14}")
     for category, at_peak in memory.tracker_at_peak_bytes.items():
         lines.append(f"{category:<18}{at_peak / GIB:>12.3f}{memory.tracker_at_step_end_bytes[category] / GIB:>14.3f}")
     lines.append(f"{'total':<18}{peak / GIB:>12.3f}{sum(memory.tracker_at_step_end_bytes.values()) / GIB:>14.3f}")

@@ -81,6 +81,8 @@ class StepMemory:
     peak_bytes: int
     at_peak_bytes: dict[str, int]
     at_step_end_bytes: dict[str, int]
+    refresh: bool = False
+    """Whether the method recomputed part of its state in this step (GaLore's projectors)."""
 
 
 @dataclass
@@ -91,10 +93,14 @@ class _Snapshot:
 
 class MemoryTracker(TorchDispatchMode):
     """Watches the training steps run inside `with tracker.step():`; `steps` collects one
-    StepMemory per step. Create it after the method has prepared the model."""
+    StepMemory per step. Create it after the method has prepared the model; the steps it
+    watches must be the training's first ones, in order, so that is_refresh_step (the
+    Training's) can tell refresh steps by index."""
 
-    def __init__(self, model: torch.nn.Module, optimizer, allocation_granularity_bytes: int = 1):
+    def __init__(self, model: torch.nn.Module, optimizer, allocation_granularity_bytes: int = 1,
+                 is_refresh_step=None):
         super().__init__()
+        self.is_refresh_step = is_refresh_step
         self.model = model
         self.optimizer = optimizer
         self.granularity_bytes = allocation_granularity_bytes
@@ -252,6 +258,7 @@ class MemoryTracker(TorchDispatchMode):
                 peak_bytes=self._peak.total_bytes,
                 at_peak_bytes=self._breakdown(self._peak.live_bytes),
                 at_step_end_bytes=self._breakdown(self._live_bytes),
+                refresh=bool(self.is_refresh_step and self.is_refresh_step(len(self.steps))),
             )
         )
 
@@ -261,14 +268,18 @@ class MemoryTracker(TorchDispatchMode):
 
 
 def summarize(steps: list[StepMemory]) -> dict:
-    """Record fields: the highest peak of the steps with its breakdown, and the breakdown at
-    the end of the last step (the steady state); None for each without steps."""
+    """Record fields: the highest peak of the steps with its breakdown, the breakdown at the
+    end of the last step (the steady state), and the highest peaks of the refresh steps and
+    of the others apart; None for each without such steps."""
     if not steps:
-        return dict.fromkeys(("tracker_peak_bytes", "tracker_peak_step", "tracker_at_peak_bytes", "tracker_at_step_end_bytes"))
+        return dict.fromkeys(("tracker_peak_bytes", "tracker_peak_step", "tracker_at_peak_bytes",
+                              "tracker_at_step_end_bytes", "tracker_steady_peak_bytes", "tracker_refresh_peak_bytes"))
     highest = max(steps, key=lambda s: s.peak_bytes)
     return {
         "tracker_peak_bytes": highest.peak_bytes,
         "tracker_peak_step": steps.index(highest),
         "tracker_at_peak_bytes": highest.at_peak_bytes,
         "tracker_at_step_end_bytes": steps[-1].at_step_end_bytes,
+        "tracker_steady_peak_bytes": max((s.peak_bytes for s in steps if not s.refresh), default=None),
+        "tracker_refresh_peak_bytes": max((s.peak_bytes for s in steps if s.refresh), default=None),
     }

@@ -54,6 +54,11 @@ METHODS = {
 
 
 def prepare_training(model, spec, workload) -> Training:
-    """The spec's method applied to `model`: its options parsed from spec.method_options."""
+    """The spec's method applied to `model`: its options parsed from spec.method_options, after
+    activation checkpointing where the spec asks for it."""
     method = METHODS[spec.method]
+    if spec.activation_checkpointing:
+        # Non-reentrant checkpointing: the reentrant kind drops gradients when the layer's
+        # inputs do not require grad, as with LoRA's frozen embeddings.
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     return method.prepare(model, spec, method.parse_options(spec.method_options), workload)

@@ -30,6 +30,10 @@ class Training:
     """Called before each micro-batch's backward with whether it is the step's last one."""
     after_step: Callable[[int], None] | None = None
     """Called after each optimizer step with the 0-based step index (ReLoRA's merge)."""
+    is_refresh_step: Callable[[int], bool] | None = None
+    """For a method that recomputes part of its state every few steps (GaLore's projectors,
+    from an SVD of each gradient): whether the 0-based step does, so that memory figures give
+    those steps' peak apart from the steady state's."""
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ attention and MLP layers) are projected; everything else (embeddings, norms, LM 
 gets plain AdamW in the same optimizer, as in the paper.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -57,11 +57,17 @@ def param_groups(model: torch.nn.Module, spec, options: GaLoreOptions, workload)
     return [{"params": plain}, {"params": projected, **galore_settings}]
 
 
+def refresh_steps(options: GaLoreOptions):
+    """Whether a 0-based step recomputes the projectors: steps 0, T, 2T, ..."""
+    return lambda step: step % options.update_proj_gap == 0
+
+
 def _one_optimizer(optimizer_class):
     def prepare(model, spec, options, workload) -> Training:
         groups = param_groups(model, spec, options, workload)
         optimizer = optimizer_class(groups, lr=spec.lr, weight_decay=spec.weight_decay)
-        return Training(model=model, optimizer=optimizer, scheduler=warmup_cosine_schedule(optimizer, spec))
+        return Training(model=model, optimizer=optimizer, scheduler=warmup_cosine_schedule(optimizer, spec),
+                        is_refresh_step=refresh_steps(options))
 
     return prepare
 
@@ -74,7 +80,7 @@ def _layerwise(optimizer_class):
                 optimizer_of[p] = optimizer_class(
                     [{**group, "params": [p]}], lr=spec.lr, weight_decay=spec.weight_decay
                 )
-        return layerwise_training(model, spec, optimizer_of)
+        return replace(layerwise_training(model, spec, optimizer_of), is_refresh_step=refresh_steps(options))
 
     return prepare
 
@@ -87,7 +93,8 @@ def prepare_reference(model, spec, options, workload) -> Training:
         raise RuntimeError("method galore_ref needs the galore-torch package: pip install galore-torch==1.0") from error
     groups = param_groups(model, spec, options, workload)
     optimizer = ReferenceGaLoreAdamW(groups, lr=spec.lr, weight_decay=spec.weight_decay, no_deprecation_warning=True)
-    return Training(model=model, optimizer=optimizer, scheduler=warmup_cosine_schedule(optimizer, spec))
+    return Training(model=model, optimizer=optimizer, scheduler=warmup_cosine_schedule(optimizer, spec),
+                    is_refresh_step=refresh_steps(options))
 
 
 GALORE = Method("galore", _one_optimizer(GaLoreAdamW), GaLoreOptions, "GaLore AdamW (low-rank projected moments)")

@@ -79,6 +79,13 @@ class Memory:
     """Live bytes by MEMORY_CATEGORIES at the peak."""
     tracker_at_step_end_bytes: dict[str, int] | None = None
     """Live bytes by MEMORY_CATEGORIES at the end of the last tracked step (the steady state)."""
+    tracker_steady_peak_bytes: int | None = None
+    """Highest peak of the tracked steps that were not refresh steps (None: all were, or the
+    record predates the field)."""
+    tracker_refresh_peak_bytes: int | None = None
+    """Highest peak of the tracked refresh steps, where a method recomputes part of its state
+    (GaLore's projectors from an SVD every update_proj_gap steps, step 0 included); None for
+    methods without such steps, and for records that predate the field."""
     trainable_weight_bytes: int | None = None
     """Parameters with requires_grad, at the end of training."""
     frozen_weight_bytes: int | None = None

@@ -59,11 +59,25 @@ class RunSpec:
     """Parameter dtype: one of DTYPES."""
     device: str = "auto"
     """One of DEVICES: "cpu", "cuda" (or "cuda:N"), or "auto" (cuda when available)."""
+    activation_checkpointing: bool = False
+    """Recompute each decoder layer's forward in the backward instead of keeping its
+    activations (transformers' activation_checkpointing_enable)."""
 
     def to_json(self) -> dict:
-        return asdict(self)
+        """The spec as JSON, leaving out fields added after record schema v2 while they hold
+        their default: the run id hashes this JSON, so specs that do not use a newer field keep
+        the id (and the committed CI baselines) they had before it existed."""
+        values = asdict(self)
+        for name, default in FIELDS_ADDED_AFTER_V2.items():
+            if values[name] == default:
+                del values[name]
+        return values
 
     @property
     def run_id(self) -> str:
         canonical = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+FIELDS_ADDED_AFTER_V2 = {"activation_checkpointing": False}
+"""Fields added to RunSpec after record schema v2, with their defaults (see RunSpec.to_json)."""

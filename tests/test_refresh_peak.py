@@ -1,0 +1,52 @@
+"""Refresh steps: GaLore's projector refresh (an SVD of each gradient) reported apart."""
+
+import pytest
+import torch
+
+from meters.tracker import MemoryTracker, summarize
+from methods.galore_adamw import GaLoreAdamW
+from tests.conftest import tiny_spec
+from estimates.traced import traced_record
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_refresh_steps_extra_bytes_are_the_svds_temporaries(dtype):
+    rows, columns, rank, gap = 96, 64, 4, 2
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(columns, rows, bias=False, dtype=dtype)
+    optimizer = GaLoreAdamW([{"params": [layer.weight], "rank": rank, "update_proj_gap": gap, "scale": 0.25,
+                              "proj_type": "std"}])
+    inputs = torch.randn(3, columns, dtype=dtype)
+    tracker = MemoryTracker(layer, optimizer, is_refresh_step=lambda step: step % gap == 0)
+    for _ in range(4):
+        with tracker.step():
+            layer(inputs).square().sum().backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+    assert [step.refresh for step in tracker.steps] == [True, False, True, False]
+    steady, refresh = tracker.steps[1], tracker.steps[2]  # both with the optimizer state in place
+
+    # The SVD runs in float32 on a float32 copy of the gradient (none needed for a float32 one)
+    # and returns U (rows x k), S (k) and Vh (k x columns), k = min(rows, columns); the new
+    # projector (rank x columns: a tall gradient is projected on the right) is made while the
+    # old one is still in the state; in bfloat16 the float32 copy, larger, is freed before that.
+    k = min(rows, columns)
+    float_copy_bytes = 0 if dtype == torch.float32 else rows * columns * 4
+    svd_bytes = float_copy_bytes + 4 * (rows * k + k + k * columns)
+    projector_at_peak_bytes = rank * columns * dtype.itemsize if dtype == torch.float32 else 0
+    assert refresh.at_peak_bytes["other"] - inputs.nbytes == svd_bytes
+    assert refresh.at_peak_bytes["optimizer_state"] - steady.at_step_end_bytes["optimizer_state"] == projector_at_peak_bytes
+    steady_temporaries_bytes = steady.at_peak_bytes["other"] - inputs.nbytes
+    assert refresh.peak_bytes - steady.peak_bytes == svd_bytes + projector_at_peak_bytes - steady_temporaries_bytes
+
+    summary = summarize(tracker.steps)
+    assert summary["tracker_refresh_peak_bytes"] == refresh.peak_bytes
+    assert summary["tracker_steady_peak_bytes"] == steady.peak_bytes
+
+
+@pytest.mark.parametrize("method, has_refresh", [("galore", True), ("full", False)])
+def test_traced_estimates_report_refresh_and_steady_peaks_apart(method, has_refresh):
+    memory = traced_record(tiny_spec(method=method, steps=2), label=method, suite="test").memory
+    assert memory.tracker_steady_peak_bytes is not None
+    assert (memory.tracker_refresh_peak_bytes is not None) == has_refresh
+    assert memory.tracker_peak_bytes == max(memory.tracker_steady_peak_bytes, memory.tracker_refresh_peak_bytes or 0)
