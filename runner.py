@@ -20,6 +20,7 @@ import ctypes
 import json
 import multiprocessing
 import os
+import shutil
 import signal
 import tempfile
 import time
@@ -32,7 +33,7 @@ from pathlib import Path
 import torch
 
 from results.records import append_record, finished_run_ids, results_lock
-from results.schema import Record
+from results.schema import FINISHED, Record
 from suites.load import PlannedRun, Suite
 
 WORKER_PRELOAD = ["train", "meters.environment"]
@@ -84,7 +85,7 @@ def _die_with_the_harness():
         os._exit(1)
 
 
-def _worker(spec_json: dict, outcome_path: str, train_function, progress: bool):
+def _worker(spec_json: dict, outcome_path: str, train_function, progress: bool, checkpoint_dir: str):
     """Runs in the child: set up, train, and write the outcome (success or caught failure) as
     the record's fields in JSON."""
     _die_with_the_harness()
@@ -96,7 +97,7 @@ def _worker(spec_json: dict, outcome_path: str, train_function, progress: bool):
 
         spec = RunSpec(**spec_json)
         outcome["environment"] = asdict(environment(resolve_device(spec.device)))
-        metrics, memory = train_function(spec, progress=progress)
+        metrics, memory = train_function(spec, progress=progress, checkpoint_dir=Path(checkpoint_dir))
         diverged = divergence(metrics)
         outcome.update(metrics=asdict(metrics), memory=asdict(memory), status="diverged" if diverged else "ok",
                        error=diverged)
@@ -140,15 +141,16 @@ def _stop(worker):
 
 
 def run_one(planned: PlannedRun, suite_name: str, train_function, progress: bool = True,
-            timeout_s: float | None = None) -> Record:
+            timeout_s: float | None = None, checkpoint_dir: Path | None = None) -> Record:
     """Run one spec in a fresh process and return its record; RunStopped (with the record)
-    when the harness is told to stop meanwhile."""
+    when the harness is told to stop meanwhile. With spec.checkpoint_every the run keeps its
+    checkpoints in checkpoint_dir and resumes from the last one there."""
     started = time.time()
     stopped_by = None
     with tempfile.TemporaryDirectory() as scratch:
         outcome_path = os.path.join(scratch, "outcome.json")
         worker = WORKERS.Process(
-            target=_worker, args=(planned.spec.to_json(), outcome_path, train_function, progress)
+            target=_worker, args=(planned.spec.to_json(), outcome_path, train_function, progress, str(checkpoint_dir))
         )
         oom_kills_before = _oom_kills()
         try:
@@ -186,6 +188,11 @@ def run_one(planned: PlannedRun, suite_name: str, train_function, progress: bool
     return record
 
 
+def checkpoints_of(results_path: Path) -> Path:
+    """Where the runs of a results file keep their checkpoints: one folder per run id."""
+    return Path(results_path).parent / "checkpoints" / Path(results_path).stem
+
+
 def run_suite(suite: Suite, results_path: Path, train_function=None, progress: bool = True,
               timeout_s: float | None = None, retry_timeouts: bool = False) -> list[Record]:
     """Run every planned run not already finished in results_path, holding its lock; returns
@@ -204,8 +211,9 @@ def run_suite(suite: Suite, results_path: Path, train_function=None, progress: b
                 spec = planned.spec
                 print(f"[{index}/{len(pending)}] {planned.label} {spec.workload}-{spec.size} seed {spec.seed} "
                       f"({spec.run_id})")
+                checkpoint_dir = checkpoints_of(results_path) / spec.run_id
                 try:
-                    record = run_one(planned, suite.name, train_function, progress, timeout_s)
+                    record = run_one(planned, suite.name, train_function, progress, timeout_s, checkpoint_dir)
                 except RunStopped as stopped:
                     if stopped.record is not None:
                         append_record(results_path, stopped.record)
@@ -214,6 +222,8 @@ def run_suite(suite: Suite, results_path: Path, train_function=None, progress: b
                     raise
                 append_record(results_path, record)
                 records.append(record)
+                if record.status in FINISHED:  # a run that will not run again needs no checkpoint
+                    shutil.rmtree(checkpoint_dir, ignore_errors=True)
                 summary = record.error or f"final loss {record.metrics.final_loss:.4f}"
                 print(f"    {record.status}: {summary} ({record.wall_s:.1f} s)")
     finally:

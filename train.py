@@ -7,10 +7,12 @@ here asks which method or workload it runs.
 import itertools
 import math
 from contextlib import nullcontext
+from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
+from checkpoints import load_checkpoint, restore, save_checkpoint
 from meters import memory, timing
 from meters.tracker import CUDA_ALLOCATION_GRANULARITY_BYTES, MemoryTracker
 from methods import prepare_training
@@ -73,8 +75,9 @@ def training_step(spec: RunSpec, workload, training, batches, device, step: int)
     return step_loss, step_tokens
 
 
-def train(spec: RunSpec, progress: bool = True) -> tuple[Metrics, Memory]:
-    """Run one spec; returns what it measured. Raises on failure."""
+def train(spec: RunSpec, progress: bool = True, checkpoint_dir: Path | None = None) -> tuple[Metrics, Memory]:
+    """Run one spec; returns what it measured. Raises on failure. With spec.checkpoint_every
+    and a checkpoint_dir, saves checkpoints there and resumes from the last one."""
     device = resolve_device(spec.device)
     torch.manual_seed(spec.seed)
     workload = WORKLOADS[spec.workload]
@@ -91,8 +94,16 @@ def train(spec: RunSpec, progress: bool = True) -> tuple[Metrics, Memory]:
     tracker = MemoryTracker(model, training.optimizer, granularity_bytes, training.is_refresh_step)
     memory.reset_peaks(device)
     losses = []
+    checkpointing = bool(spec.checkpoint_every and checkpoint_dir)
+    saved = load_checkpoint(checkpoint_dir) if checkpointing else None
+    first_step = restore(saved, training, losses, clock, tracker) if saved else 0
+    # The stream is rebuilt from the seed: skipping the batches the done steps drew puts it
+    # where the checkpoint left it.
+    for _ in range(first_step * spec.grad_accum):
+        next(batches)
 
-    bar = tqdm(range(spec.steps), desc=f"{spec.method} {spec.workload}-{spec.size}", disable=not progress)
+    bar = tqdm(range(first_step, spec.steps), desc=f"{spec.method} {spec.workload}-{spec.size}",
+               disable=not progress, initial=first_step, total=spec.steps)
     for step in bar:
         # The tracker's dispatch mode slows every op, so it watches only the timing warm-up
         # steps, which the step-time figures leave out; with no warm-up steps there is no
@@ -107,6 +118,8 @@ def train(spec: RunSpec, progress: bool = True) -> tuple[Metrics, Memory]:
         if not math.isfinite(losses[-1]):
             raise NonFiniteLoss(f"loss is {losses[-1]} at step {step}")
         bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
+        if checkpointing and (step + 1) % spec.checkpoint_every == 0 and step + 1 < spec.steps:
+            save_checkpoint(checkpoint_dir, step + 1, training, losses, clock, tracker)
 
     floor = workload.loss_floor(spec)
     metrics = Metrics(

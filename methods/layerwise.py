@@ -39,8 +39,7 @@ class LayerwiseOptimizer(torch.optim.Optimizer):
         super().__init__(parameters, {})
         self._optimizer_of = optimizer_of
         self._unique_optimizers = list({id(o): o for o in optimizer_of.values()}.values())
-        # The same group dicts as the per-parameter optimizers: setting lr here sets it there.
-        self.param_groups = [group for optimizer in self._unique_optimizers for group in optimizer.param_groups]
+        self._face_their_groups()
         self.state = _MergedState(optimizer_of)
         self._ready = []
         self.stepping = False
@@ -67,6 +66,13 @@ class LayerwiseOptimizer(torch.optim.Optimizer):
     def load_state_dict(self, state_dict: dict):
         for optimizer, saved in zip(self._unique_optimizers, state_dict["per_optimizer"], strict=True):
             optimizer.load_state_dict(saved)
+        # Loading replaces each optimizer's group dicts: face the new ones, or the lr scheduler
+        # would set the learning rate on groups no optimizer reads any more.
+        self._face_their_groups()
+
+    def _face_their_groups(self):
+        """The same group dicts as the per-parameter optimizers: setting lr here sets it there."""
+        self.param_groups = [group for optimizer in self._unique_optimizers for group in optimizer.param_groups]
 
 
 def refuse_grad_clip(spec):

@@ -62,6 +62,9 @@ class RunSpec:
     activation_checkpointing: bool = False
     """Recompute each decoder layer's forward in the backward instead of keeping its
     activations (transformers' activation_checkpointing_enable)."""
+    checkpoint_every: int = 0
+    """Optimizer steps between checkpoints of the run (0: none); a killed run resumes from its
+    last one (checkpoints.py)."""
 
     def to_json(self) -> dict:
         """The spec as JSON, leaving out fields added after record schema v2 while they hold
@@ -79,5 +82,5 @@ class RunSpec:
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-FIELDS_ADDED_AFTER_V2 = {"activation_checkpointing": False}
+FIELDS_ADDED_AFTER_V2 = {"activation_checkpointing": False, "checkpoint_every": 0}
 """Fields added to RunSpec after record schema v2, with their defaults (see RunSpec.to_json)."""

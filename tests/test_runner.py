@@ -37,7 +37,7 @@ SUITE = """
 """
 
 
-def fails_one_way_each(spec, progress):
+def fails_one_way_each(spec, progress, checkpoint_dir):
     """Stands in for train(): adam8bit raises, lora diverges, low_rank is killed from outside;
     full trains for real."""
     if spec.method == "adam8bit":
@@ -65,7 +65,7 @@ def test_records_every_run_and_resume_skips_finished(write_suite, tmp_path):
     assert len(read_records(results)) == 3
 
 
-def sleeps(spec, progress):
+def sleeps(spec, progress, checkpoint_dir):
     """Stands in for train(): never finishes."""
     time.sleep(600)
 
