@@ -24,21 +24,11 @@ REPO_ROOT = Path(__file__).resolve().parent
 RESULTS_DIR = REPO_ROOT / "results"
 
 
-def _refuse_missing_cuda(source: str, suite):
-    import torch
-
-    on_cuda = [run for run in suite.runs if run.spec.device.startswith("cuda")]
-    if on_cuda and not torch.cuda.is_available():
-        raise ValueError(
-            f"{source}: device = {on_cuda[0].spec.device!r} ({len(on_cuda)} runs) but this machine has no CUDA "
-            "device (torch.cuda.is_available() is False); --set device=cpu runs them here"
-        )
-
-
 def command_run(args) -> int:
     from results.records import ResultsLocked
     from runner import RunStopped, run_suite
     from suites.load import load_suite, parse_overrides
+    from suites.preflight import preflight
 
     suite = load_suite(args.suite, parse_overrides(args.set))
     results_path = Path(args.results or RESULTS_DIR / f"{Path(args.suite).stem}.jsonl")
@@ -46,7 +36,7 @@ def command_run(args) -> int:
         for planned in suite.runs:
             print(planned.spec.run_id, planned.label, json.dumps(planned.spec.to_json(), sort_keys=True))
         return 0
-    _refuse_missing_cuda(args.suite, suite)
+    preflight(args.suite, suite)
     try:
         records = run_suite(suite, results_path, progress=not args.no_progress, timeout_s=args.run_timeout,
                             retry_timeouts=args.retry_timeouts)

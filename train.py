@@ -26,23 +26,29 @@ class NonFiniteLoss(RuntimeError):
 
 
 ROSE_ABOVE_START = 1.25
-"""A final loss above this multiple of the first step's is divergence."""
+"""A loss that ends above this multiple of where it started has diverged."""
 LEARNT_BELOW_UNIFORM = 0.9
 RETURNED_TO_UNIFORM = 0.99
 """A loss that fell below LEARNT_BELOW_UNIFORM x the uniform-prediction loss and ended at or
 above RETURNED_TO_UNIFORM x it has collapsed: the model predicts nothing any more. A short run
 that never left the uniform level is not divergence: it has not learnt yet."""
+MIN_WINDOW_STEPS = 5
+"""Losses are judged as means over windows of this many steps (or a tenth of the run, if more):
+one batch's loss is noisy (a tiny RoBERTa's swings 0.1 nats around ln 3 from step to step)."""
 
 
 def divergence(metrics: Metrics) -> str | None:
     """Why a finished run counts as diverged, or None: its figures are kept either way."""
     losses, uniform = metrics.loss_curve, metrics.uniform_loss
-    if losses[-1] > ROSE_ABOVE_START * losses[0]:
-        return f"final loss {losses[-1]:.4f} is above {ROSE_ABOVE_START} x the first step's {losses[0]:.4f}"
-    learnt = uniform is not None and min(losses) < LEARNT_BELOW_UNIFORM * uniform
-    if learnt and losses[-1] >= RETURNED_TO_UNIFORM * uniform:
-        return (f"loss fell to {min(losses):.4f} and came back to {losses[-1]:.4f}, the uniform-prediction "
-                f"level {uniform:.4f}: the model collapsed")
+    window = max(MIN_WINDOW_STEPS, len(losses) // 10)
+    means = [sum(losses[i : i + window]) / len(losses[i : i + window]) for i in range(max(1, len(losses) - window + 1))]
+    start, end, lowest = means[0], means[-1], min(means)
+    if end > ROSE_ABOVE_START * start:
+        return (f"mean loss of the last {window} steps {end:.4f} is above {ROSE_ABOVE_START} x that of the first "
+                f"{window}, {start:.4f}")
+    if uniform is not None and lowest < LEARNT_BELOW_UNIFORM * uniform and end >= RETURNED_TO_UNIFORM * uniform:
+        return (f"mean loss fell to {lowest:.4f} and came back to {end:.4f}, the uniform-prediction level "
+                f"{uniform:.4f}: the model collapsed")
     return None
 
 

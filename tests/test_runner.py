@@ -46,7 +46,7 @@ def fails_one_way_each(spec, progress, checkpoint_dir):
         os.kill(os.getpid(), signal.SIGKILL)
     metrics, memory = train(spec, progress=progress)
     if spec.method == "lora":
-        metrics.loss_curve = [7.0, 8.0, 9.5]
+        metrics.loss_curve = [7.0] * 5 + [9.5] * 5
     return metrics, memory
 
 
@@ -79,7 +79,7 @@ def test_every_way_a_run_ends_is_recorded_and_the_suite_goes_on(write_suite, tmp
     ]
     error, diverged, killed = records[1:]
     assert error.error == "RuntimeError: deliberate failure" and "deliberate failure" in error.traceback
-    assert diverged.error.startswith("final loss 9.5000 is above 1.25 x the first step's 7.0000")
+    assert diverged.error == "mean loss of the last 5 steps 9.5000 is above 1.25 x that of the first 5, 7.0000"
     assert diverged.metrics.final_loss is not None  # a diverged run keeps its figures
     assert killed.error == "worker killed by SIGKILL from outside the harness"
     # Killed and error runs are retried on resume.
@@ -100,11 +100,14 @@ def test_a_run_past_the_timeout_is_stopped_and_retried_only_when_asked(write_sui
 def test_divergence_is_a_rise_or_a_collapse_back_to_uniform():
     from results.schema import Metrics
 
-    assert divergence(Metrics(loss_curve=[7.6, 7.0, 9.6], uniform_loss=7.62)).startswith("final loss 9.6000")
-    assert "collapsed" in divergence(Metrics(loss_curve=[7.6, 5.0, 7.6], uniform_loss=7.62))
-    # A short run that never left the uniform level has not diverged; it has not learnt yet.
-    assert divergence(Metrics(loss_curve=[1.10, 1.12, 1.11], uniform_loss=1.0986)) is None
-    assert divergence(Metrics(loss_curve=[7.6, 6.0, 6.5], uniform_loss=7.62)) is None
+    assert divergence(Metrics(loss_curve=[7.6] * 5 + [9.6] * 5, uniform_loss=7.62)).startswith("mean loss of the last")
+    assert "collapsed" in divergence(Metrics(loss_curve=[7.6] * 5 + [5.0] * 5 + [7.6] * 5, uniform_loss=7.62))
+    assert divergence(Metrics(loss_curve=[7.6] * 5 + [6.0] * 5 + [6.5] * 5, uniform_loss=7.62)) is None
+    # A noisy tiny run around the uniform level has not diverged, even where one step dips:
+    # apollo_mini on the tiny RoBERTa in ci_memory, which a single-step rule called collapsed.
+    noisy = [1.105, 1.104, 1.092, 1.1, 1.042, 1.274, 1.247, 1.033, 1.161, 1.088, 1.13, 1.163, 1.133, 1.024, 1.158,
+             1.046, 1.188, 0.985, 1.269, 1.207]
+    assert divergence(Metrics(loss_curve=noisy, uniform_loss=1.0986)) is None
 
 
 def test_a_torn_tail_is_cut_and_the_next_record_survives(tmp_path, capsys):
@@ -183,3 +186,26 @@ def test_a_killed_harness_leaves_no_worker_training(write_suite, tmp_path):
     assert gone(workers, within_s=30)  # the worker dies with the fork server, which exits with the harness
     assert gone(everything)
     assert read_records(results) == []
+
+
+def test_a_harness_killed_at_random_moments_loses_and_repeats_nothing(write_suite, tmp_path):
+    """kill -9 at random moments, three times, then a full run: one finished record per run, no torn line."""
+    import random
+
+    from results.schema import FINISHED
+
+    path = write_suite(SUITE + '\n[[methods]]\nname = "galore"\n[[methods]]\nname = "low_rank"\n')
+    results = tmp_path / "runner.jsonl"
+    command = [sys.executable, "harness.py", "run", str(path), "--results", str(results), "--no-progress"]
+    chance = random.Random(1234)
+    for _ in range(3):
+        harness = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(chance.uniform(2, 25))
+        harness.kill()
+        harness.wait()
+    assert subprocess.run(command, capture_output=True, timeout=600).returncode == 0
+    lines = results.read_text().splitlines()
+    records = read_records(results)
+    assert len(records) == len(lines)  # every line a whole record
+    finished = [r.run_id for r in records if r.status in FINISHED]
+    assert sorted(finished) == sorted(run.spec.run_id for run in load_suite(path).runs)

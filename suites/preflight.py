@@ -1,0 +1,72 @@
+"""What can be checked about a suite's runs before any worker starts, so that a mistake costs
+seconds, not the runs before it: CUDA where a run asks for it, local paths in data options,
+and each method's own refusals (layer-wise updates with gradient clipping, target modules that
+match nothing, ...), found by preparing the method on a model on the meta device, which
+allocates no memory at any size. Each problem is one line naming the suite, the run and why.
+"""
+
+import os
+from dataclasses import fields
+
+import torch
+
+from methods import prepare_training
+from suites.load import Suite
+from workloads import WORKLOADS
+from workloads.sizes import model_config
+
+LOCAL_PATH_OPTIONS = ("path",)
+"""Data options that are always local paths; tokenizer and checkpoint may be Hub names, so they
+are checked only when they look like paths."""
+
+
+class PreflightError(ValueError):
+    """A run that would fail for a reason known before it starts."""
+
+
+def _looks_local(value: str) -> bool:
+    return value.startswith(("/", ".", "~"))
+
+
+def _check_cuda(source: str, suite: Suite):
+    on_cuda = [run for run in suite.runs if run.spec.device.startswith("cuda")]
+    if on_cuda and not torch.cuda.is_available():
+        raise PreflightError(
+            f"{source}: device = {on_cuda[0].spec.device!r} ({len(on_cuda)} runs) but this machine has no CUDA "
+            "device (torch.cuda.is_available() is False); --set device=cpu runs them here"
+        )
+
+
+def _check_paths(source: str, where: str, data):
+    for field in fields(data):
+        value = getattr(data, field.name)
+        if isinstance(value, str) and (field.name in LOCAL_PATH_OPTIONS or _looks_local(value)):
+            if not os.path.exists(os.path.expanduser(value)):
+                raise PreflightError(f"{source}: {where}: data.{field.name} = {value!r} does not exist")
+
+
+def _check_method(source: str, where: str, spec, workload):
+    if "pretrained" in model_config(spec.workload, spec.size):
+        return  # building it would load a checkpoint; its run finds out
+    try:
+        with torch.device("meta"):
+            model = workload.build_model(spec)
+        prepare_training(model, spec, workload)
+    except (ValueError, TypeError) as error:
+        raise PreflightError(f"{source}: {where}: {error}") from None
+
+
+def preflight(source: str, suite: Suite):
+    """PreflightError on the first run that cannot start or would fail at once."""
+    _check_cuda(source, suite)
+    checked = set()
+    for planned in suite.runs:
+        spec = planned.spec
+        where = f"{planned.label} on {spec.workload}-{spec.size}"
+        setting = repr({**spec.to_json(), "seed": None})
+        if setting in checked:  # seeds differ only in their draws
+            continue
+        checked.add(setting)
+        workload = WORKLOADS[spec.workload]
+        _check_paths(source, where, workload.data(spec))
+        _check_method(source, where, spec, workload)
