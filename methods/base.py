@@ -49,6 +49,9 @@ class Method:
     """Frozen dataclass of the method's options, every field with a default and a docstring."""
     summary: str
     """One line for `harness.py list`."""
+    svd_rank: bool = False
+    """Its optimizer groups' "rank" is that of an SVD of each weight's gradient, so it can be at
+    most the weight's smaller side; suites are refused one that is larger (suites/preflight.py)."""
 
     def parse_options(self, values: dict):
         """The options dataclass; an OptionError names any key or value it does not accept."""

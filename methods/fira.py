@@ -55,4 +55,6 @@ def prepare(model, spec, options: FiraOptions, workload) -> Training:
     return Training(model=model, optimizer=optimizer, scheduler=warmup_cosine_schedule(optimizer, spec))
 
 
-METHOD = Method("fira", prepare, FiraOptions, "Fira (fira): GaLore plus the norm-scaled full-rank residual")
+METHOD = Method(
+    "fira", prepare, FiraOptions, "Fira (fira): GaLore plus the norm-scaled full-rank residual", svd_rank=True
+)

@@ -97,16 +97,16 @@ def prepare_reference(model, spec, options, workload) -> Training:
                     is_refresh_step=refresh_steps(options))
 
 
-GALORE = Method("galore", _one_optimizer(GaLoreAdamW), GaLoreOptions, "GaLore AdamW (low-rank projected moments)")
+GALORE = Method("galore", _one_optimizer(GaLoreAdamW), GaLoreOptions, "GaLore AdamW (low-rank projected moments)", svd_rank=True)
 GALORE_8BIT = Method(
-    "galore8bit", _one_optimizer(GaLoreAdamW8bit), GaLoreOptions, "GaLore with bitsandbytes 8-bit moments"
+    "galore8bit", _one_optimizer(GaLoreAdamW8bit), GaLoreOptions, "GaLore with bitsandbytes 8-bit moments", svd_rank=True
 )
 GALORE_LAYERWISE = Method(
-    "galore_layerwise", _layerwise(GaLoreAdamW), GaLoreOptions, "GaLore AdamW, layer-wise updates"
+    "galore_layerwise", _layerwise(GaLoreAdamW), GaLoreOptions, "GaLore AdamW, layer-wise updates", svd_rank=True
 )
 GALORE_8BIT_LAYERWISE = Method(
-    "galore8bit_layerwise", _layerwise(GaLoreAdamW8bit), GaLoreOptions, "8-bit GaLore, layer-wise updates"
+    "galore8bit_layerwise", _layerwise(GaLoreAdamW8bit), GaLoreOptions, "8-bit GaLore, layer-wise updates", svd_rank=True
 )
 GALORE_REFERENCE = Method(
-    "galore_ref", prepare_reference, GaLoreOptions, "galore-torch 1.0's GaLoreAdamW (the reference)"
+    "galore_ref", prepare_reference, GaLoreOptions, "galore-torch 1.0's GaLoreAdamW (the reference)", svd_rank=True
 )

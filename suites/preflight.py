@@ -10,7 +10,7 @@ from dataclasses import fields
 
 import torch
 
-from methods import prepare_training
+from methods import METHODS, prepare_training
 from suites.load import Suite
 from workloads import WORKLOADS
 from workloads.sizes import model_config
@@ -51,9 +51,23 @@ def _check_method(source: str, where: str, spec, workload):
     try:
         with torch.device("meta"):
             model = workload.build_model(spec)
-        prepare_training(model, spec, workload)
+        training = prepare_training(model, spec, workload)
     except (ValueError, TypeError) as error:
         raise PreflightError(f"{source}: {where}: {error}") from None
+    if METHODS[spec.method].svd_rank:
+        _check_svd_rank(source, where, training)
+
+
+def _check_svd_rank(source: str, where: str, training):
+    # A larger rank would be cut to the smaller side by the SVD without a word: the run would
+    # not be the one its options name.
+    for group in training.optimizer.param_groups:
+        for parameter in group["params"] if "rank" in group else ():
+            if group["rank"] > min(parameter.shape):
+                raise PreflightError(
+                    f"{source}: {where}: options.rank = {group['rank']} exceeds the smaller side of a "
+                    f"{parameter.shape[0]}x{parameter.shape[1]} weight it projects; accepted: 1..{min(parameter.shape)}"
+                )
 
 
 def preflight(source: str, suite: Suite):

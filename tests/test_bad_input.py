@@ -1,10 +1,14 @@
 """Every malformed suite, option or --set value stops `harness.py run` before any run, with
 exit 2 and one line naming the file, the key and what is accepted."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from harness import main
+from suites.load import load_suite
+from suites.preflight import preflight
 
 BASE = """
 [defaults]
@@ -77,6 +81,9 @@ CASES = {
                                    "low_rank on llama-tiny: options.target_modules ('attn',) matched no Linear layer"),
     "warm start past the end": (method('name = "relora"\noptions = { warm_start_steps = 10 }'), [],
                                 "relora on llama-tiny: options.warm_start_steps (10) must be below steps (4)"),
+    "rank above a weight's side": (method('name = "galore8bit_layerwise"\noptions = { rank = 100 }'), [],
+                                   "galore8bit_layerwise on llama-tiny: options.rank = 100 exceeds the smaller side "
+                                   "of a 64x64 weight it projects; accepted: 1..64"),
     "missing local data": (BASE.replace('size = "tiny"', 'size = "tiny"\ndata = { corpus = "local", path = "/no/c4" }'), [],
                            "full on llama-tiny: data.path = '/no/c4' does not exist"),
     "cuda without CUDA": (BASE.replace('device = "cpu"', 'device = "cuda"'), [],
@@ -99,3 +106,9 @@ def test_bad_input_stops_before_any_run_with_one_line(case, write_suite, tmp_pat
 
 def test_every_case_gives_its_own_line():
     assert len(CASES) >= 25 and len({expected for _, _, expected in CASES.values()}) == len(CASES)
+
+
+@pytest.mark.parametrize("path", sorted(str(p) for p in Path("suites").glob("*.toml")))
+def test_every_shipped_suite_passes_preflight(path):
+    """A shipped suite that a run would refuse (as llama_7b_memory once clipped its layer-wise runs) fails here."""
+    preflight(path, load_suite(path, {"device": "cpu"}))
