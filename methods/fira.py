@@ -13,10 +13,8 @@ from dataclasses import dataclass
 from fira import FiraAdamW
 
 from methods.base import Method, Training, projected_and_plain, warmup_cosine_schedule
+from methods.galore_projector import check_projection_options
 from workloads.sizes import size_default
-
-PROJ_TYPES = ("std", "reverse_std", "left", "right", "full")
-
 
 @dataclass(frozen=True)
 class FiraOptions:
@@ -34,12 +32,7 @@ class FiraOptions:
     """Module-name suffixes of the Linear layers to project; None takes the workload's."""
 
     def __post_init__(self):
-        if self.proj_type not in PROJ_TYPES:
-            raise ValueError(f"options.proj_type {self.proj_type!r} is not known; accepted: {', '.join(PROJ_TYPES)}")
-        if self.rank is not None and self.rank < 1:
-            raise ValueError(f"options.rank must be a positive integer, got {self.rank!r}")
-        if self.update_proj_gap < 1:
-            raise ValueError(f"options.update_proj_gap must be a positive integer, got {self.update_proj_gap!r}")
+        check_projection_options(self.rank, self.update_proj_gap, self.proj_type)
 
 
 def prepare(model, spec, options: FiraOptions, workload) -> Training:

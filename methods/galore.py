@@ -12,7 +12,7 @@ import torch
 from methods.base import Method, Training, linear_layers, warmup_cosine_schedule
 from methods.galore_adamw import GaLoreAdamW
 from methods.galore_adamw8bit import GaLoreAdamW8bit
-from methods.galore_projector import PROJ_TYPES
+from methods.galore_projector import check_projection_options
 from methods.layerwise import layerwise_training
 from workloads.sizes import size_default
 
@@ -31,12 +31,7 @@ class GaLoreOptions:
     """Module-name suffixes of the Linear layers to project; None takes the workload's."""
 
     def __post_init__(self):
-        if self.proj_type not in PROJ_TYPES:
-            raise ValueError(f"options.proj_type {self.proj_type!r} is not known; accepted: {', '.join(PROJ_TYPES)}")
-        if self.rank is not None and self.rank < 1:
-            raise ValueError(f"options.rank must be a positive integer, got {self.rank!r}")
-        if self.update_proj_gap < 1:
-            raise ValueError(f"options.update_proj_gap must be a positive integer, got {self.update_proj_gap!r}")
+        check_projection_options(self.rank, self.update_proj_gap, self.proj_type)
 
 
 def param_groups(model: torch.nn.Module, spec, options: GaLoreOptions, workload) -> list[dict]:

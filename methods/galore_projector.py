@@ -11,6 +11,17 @@ import torch
 PROJ_TYPES = ("std", "reverse_std", "left", "right", "full")
 
 
+def check_projection_options(rank: int | None, update_proj_gap: int, proj_type: str):
+    """The checks every SVD-projection method's options share (GaLore, Fira): a ValueError naming
+    the option and what is accepted."""
+    if proj_type not in PROJ_TYPES:
+        raise ValueError(f"options.proj_type {proj_type!r} is not known; accepted: {', '.join(PROJ_TYPES)}")
+    if rank is not None and rank < 1:
+        raise ValueError(f"options.rank must be a positive integer, got {rank!r}")
+    if update_proj_gap < 1:
+        raise ValueError(f"options.update_proj_gap must be a positive integer, got {update_proj_gap!r}")
+
+
 def projection_sides(shape: torch.Size, proj_type: str) -> tuple[str, ...]:
     """Which sides of an m x n gradient are projected: ("left",), ("right",) or both.
 
