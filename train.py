@@ -40,8 +40,10 @@ one batch's loss is noisy (a tiny RoBERTa's swings 0.1 nats around ln 3 from ste
 def divergence(metrics: Metrics) -> str | None:
     """Why a finished run counts as diverged, or None: its figures are kept either way."""
     losses, uniform = metrics.loss_curve, metrics.uniform_loss
-    window = max(MIN_WINDOW_STEPS, len(losses) // 10)
-    means = [sum(losses[i : i + window]) / len(losses[i : i + window]) for i in range(max(1, len(losses) - window + 1))]
+    window = min(len(losses), max(MIN_WINDOW_STEPS, len(losses) // 10))
+    # Running sums: every window's mean in one pass, however long the run.
+    totals = list(itertools.accumulate(losses, initial=0.0))
+    means = [(totals[i + window] - totals[i]) / window for i in range(len(losses) - window + 1)]
     start, end, lowest = means[0], means[-1], min(means)
     if end > ROSE_ABOVE_START * start:
         return (f"mean loss of the last {window} steps {end:.4f} is above {ROSE_ABOVE_START} x that of the first "

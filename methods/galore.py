@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from methods.base import Method, Training, linear_layers, warmup_cosine_schedule
+from methods.base import Method, Training, projected_and_plain, warmup_cosine_schedule
 from methods.galore_adamw import GaLoreAdamW
 from methods.galore_adamw8bit import GaLoreAdamW8bit
 from methods.galore_projector import check_projection_options
@@ -36,12 +36,7 @@ class GaLoreOptions:
 
 def param_groups(model: torch.nn.Module, spec, options: GaLoreOptions, workload) -> list[dict]:
     """A plain group and a GaLore group (the optimizers' per-group rank, T, α, proj_type)."""
-    targets = options.target_modules or workload.target_modules
-    projected = [layer.weight for layer in linear_layers(model, targets).values() if layer.weight.requires_grad]
-    if not projected:
-        raise ValueError(f"options.target_modules {list(targets)} matches no Linear layer of the model")
-    projected_ids = {id(p) for p in projected}
-    plain = [p for p in model.parameters() if p.requires_grad and id(p) not in projected_ids]
+    projected, plain = projected_and_plain(model, options.target_modules, workload)
     rank = options.rank or size_default(spec.workload, spec.size, "galore_rank")
     galore_settings = {
         "rank": rank,
