@@ -131,9 +131,9 @@ def command_env(args) -> int:
 
 def command_estimate(args) -> int:
     if args.paper_table:
-        from estimates.paper_table import format_paper_table, paper_table
+        from estimates.paper_table import format_paper_table, search_paper_table
 
-        print(format_paper_table(paper_table()))
+        print(format_paper_table(search_paper_table()))
         return 0
     if args.paper_7b:
         from estimates.paper_7b import paper_7b_report

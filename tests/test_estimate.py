@@ -6,6 +6,8 @@ import pytest
 import torch
 
 import harness
+from estimates.paper_table import (CONVENTIONS, METHODS as PAPER_METHODS, QUESTIONS, REPO_CONVENTION, figures_g,
+                                   reproduces)
 from estimates.traced import traced_steps
 from meters.tracker import MemoryTracker
 from methods import METHODS, prepare_training
@@ -56,18 +58,51 @@ def test_cuda_assumptions_round_every_storage_to_512_bytes():
     assert all(value % 512 == 0 for value in traced[0].at_peak_bytes.values())
 
 
-def test_paper_table_prints_the_full_60m_cell_beside_the_paper(capsys):
-    assert harness.main(["estimate", "--paper-table"]) == 0
-    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("full     60m"))
-    config = model_config("llama", "60m")
+def _llama_parameters(size: str) -> int:
+    config = model_config("llama", size)
     hidden, intermediate, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
-    parameters = 2 * config["vocab_size"] * hidden + layers * (4 * hidden**2 + 3 * hidden * intermediate + 2 * hidden)
-    parameters += hidden
-    weights_g, states_g = 2 * parameters / 1e9, 4 * parameters / 1e9
-    assert f"{weights_g:.3f}/{states_g:.3f}" in row
-    assert "0.12/0.23" in row and "0.36" in row
-    assert f"{weights_g + states_g - 0.36:+.3f}" in row
-    assert "[G=1e9, rounded]" in row
+    return 2 * config["vocab_size"] * hidden + layers * (4 * hidden**2 + 3 * hidden * intermediate + 2 * hidden) + hidden
+
+
+def test_paper_table_repo_convention_counts_the_60m_config_and_reproduces_its_full_rank_cell():
+    parameters = _llama_parameters("60m")
+    assert figures_g("full", "60m", REPO_CONVENTION) == (2 * parameters / 1e9, 4 * parameters / 1e9)
+    assert reproduces(REPO_CONVENTION, "full", "60m")  # 0.116/0.232 rounds to the paper's 0.12/0.23
+    assert not reproduces(REPO_CONVENTION, "full", "1b")
+
+
+def test_paper_table_galore_state_is_projected_moments_plus_projector_plus_adam_outside():
+    # GiB, truncated, moments r x the smaller side, projector r x the larger: 350M's 0.68/0.54.
+    chosen = {"unit": "G = 2^30 bytes", "two decimals": "truncated", "GaLore moments": "r x the smaller side"}
+    convention = tuple(answers.index(chosen.get(question, answers[0])) for question, answers in QUESTIONS.items())
+    config = model_config("llama", "350m")
+    hidden, intermediate, layers, rank = (config["hidden_size"], config["intermediate_size"],
+                                          config["num_hidden_layers"], 256)
+    outside = 2 * config["vocab_size"] * hidden + (2 * layers + 1) * hidden
+    per_layer = 4 * (2 * rank * hidden + rank * hidden) + 3 * (2 * rank * hidden + rank * intermediate)
+    states = 2 * outside + layers * per_layer
+    assert figures_g("galore", "350m", convention) == (2 * _llama_parameters("350m") / 2**30, 2 * states / 2**30)
+    assert reproduces(convention, "galore", "350m")
+
+
+def test_paper_table_search_names_the_best_convention_and_every_cell_none_reproduces(capsys):
+    assert harness.main(["estimate", "--paper-table"]) == 0
+    out = capsys.readouterr().out
+    best_count = int(re.search(r"The best reproduces (\d+) of 20 cells", out).group(1))
+    rows = [line.split() for line in out.splitlines() if line.split()[:1] and line.split()[0] in PAPER_METHODS]
+    assert len(rows) == 20
+    assert sum(row[6] == "yes" for row in rows) == best_count
+    # No convention does better than the one reported (a sample of the search space).
+    cells = [(row[0], row[1]) for row in rows]
+    for convention in CONVENTIONS[::97]:
+        assert sum(reproduces(convention, *cell) for cell in cells) <= best_count
+    # Each row's count of reproducing conventions is the search's, and the closing line names
+    # exactly the cells none reproduce.
+    for row in rows[::5]:
+        assert int(row[7]) == sum(reproduces(convention, row[0], row[1]) for convention in CONVENTIONS)
+    none = [f"{row[0]} {row[1]}" for row in rows if row[7] == "0"]
+    assert f"No convention reproduces {len(none)} of the 20 cells: {', '.join(none)}." in out
+    assert all("NO CONVENTION REPRODUCES IT" in " ".join(row) for row in rows if row[7] == "0")
 
 
 def test_traced_estimate_command_prints_the_traced_peak_and_breakdown(capsys):

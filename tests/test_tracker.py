@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from estimates.paper_table import parameter_counts
+from estimates.paper_table import REPO_CONVENTION, parameters
 from meters.tracker import MemoryTracker
 from methods import prepare_training
 from methods.base import Training, warmup_cosine_schedule
@@ -37,7 +37,7 @@ def analytic_parameter_counts(method: str) -> tuple[int, int, list[int]]:
         frozen = layers * sum(out * inp for out, inp in matrices)
         return sum(outside) + sum(factors), frozen, outside + factors
     weights = outside + [out * inp for out, inp in matrices] * layers
-    assert sum(weights) == parameter_counts("tiny", rank=1).total
+    assert sum(weights) == parameters("full", "tiny", REPO_CONVENTION)[0]
     return sum(weights), 0, weights
 
 
