@@ -69,20 +69,29 @@ def parse_budget(text: str) -> Budget:
     return Budget(int(float(match.group(1)) * unit[1]), f"{match.group(1)} {unit[0]}")
 
 
-def largest_batch(peak_bytes_at: Callable[[int], int], limit_bytes: int, max_batch: int = MAX_BATCH) -> int:
+def largest_batch(peak_bytes_at: Callable[[int], int], limit_bytes: int, max_batch: int = MAX_BATCH,
+                  growth_bytes_at: Callable[[int], int] | None = None) -> int:
     """The largest batch b with peak_bytes_at(b) <= limit_bytes, 0 when batch 1 does not fit,
     for a peak that does not fall as the batch grows. Asks for batches 1 and 2, extrapolates,
-    and stops once it has seen some b fit and b+1 not."""
+    and stops once it has seen some b fit and b+1 not.
+
+    growth_bytes_at (default: the peak) is what the lines are drawn through: the part of the
+    peak that grows with the batch. A peak set by the optimizer step is flat at small batches
+    and says nothing about where the activations will cross the limit; the forward and
+    backward's peak does. It is asked only of batches the peak was asked of."""
     peaks: dict[int, int] = {}
+    growth: dict[int, int] = {}
 
     def peak(batch: int) -> int:
         if batch not in peaks:
             peaks[batch] = peak_bytes_at(batch)
+            growth[batch] = growth_bytes_at(batch) if growth_bytes_at else peaks[batch]
         return peaks[batch]
 
     if peak(1) > limit_bytes:
         return 0
-    guess = _extrapolate(1, 2, peak, limit_bytes)
+    peak(2)
+    guess = _extrapolate(1, 2, growth, limit_bytes)
     while True:
         fits = max(batch for batch, bytes_ in peaks.items() if bytes_ <= limit_bytes)
         fails = min((batch for batch, bytes_ in peaks.items() if bytes_ > limit_bytes), default=max_batch + 1)
@@ -95,16 +104,16 @@ def largest_batch(peak_bytes_at: Callable[[int], int], limit_bytes: int, max_bat
         # Extrapolate again from the two traces nearest the last guess: once the confirmation
         # at b or b+1 is done, that line points at the other.
         low, high = sorted(sorted(peaks, key=lambda batch: abs(batch - guess))[:2])
-        guess = _extrapolate(low, high, peak, limit_bytes)
+        guess = _extrapolate(low, high, growth, limit_bytes)
 
 
-def _extrapolate(low: int, high: int, peak: Callable[[int], int], limit_bytes: int) -> int:
-    """The largest batch under the limit on the line through the peaks at low and high (a
+def _extrapolate(low: int, high: int, bytes_at: dict[int, int], limit_bytes: int) -> int:
+    """The largest batch under the limit on the line through the bytes at low and high (a
     flat line: as large as allowed)."""
-    slope_bytes = peak(high) - peak(low)
+    slope_bytes = bytes_at[high] - bytes_at[low]
     if slope_bytes <= 0:
         return MAX_BATCH
-    return low + (limit_bytes - peak(low)) * (high - low) // slope_bytes
+    return low + (limit_bytes - bytes_at[low]) * (high - low) // slope_bytes
 
 
 @dataclass
@@ -158,8 +167,11 @@ def fit_batch(spec: RunSpec, budgets: list[Budget]) -> list[Fit]:
                 steady[batch] = training.step(batch)
             return steady[batch].peak_bytes + refresh_extra_bytes
 
+        def growth_bytes_at(batch: int) -> int:  # a batch already traced by peak_bytes_at
+            return steady[batch].outside_optimizer_peak_bytes + refresh_extra_bytes
+
         for budget in budgets:
-            batch = largest_batch(peak_bytes_at, budget.peak_limit_bytes)
+            batch = largest_batch(peak_bytes_at, budget.peak_limit_bytes, growth_bytes_at=growth_bytes_at)
             shown = max(batch, 1)
             fits.append(Fit(replace(spec, batch_size=shown), budget, batch, peak_bytes_at(shown), refresh_extra_bytes,
                             Memory(**summarize([first, steady[shown]])), training.notes, list(steady), started_at,

@@ -83,6 +83,9 @@ class StepMemory:
     at_step_end_bytes: dict[str, int]
     refresh: bool = False
     """Whether the method recomputed part of its state in this step (GaLore's projectors)."""
+    outside_optimizer_peak_bytes: int | None = None
+    """The highest total outside optimizer.step calls: the forward and backward's peak, which
+    grows with the batch while the optimizer step's does not (fit searches extrapolate it)."""
 
 
 @dataclass
@@ -119,6 +122,7 @@ class MemoryTracker(TorchDispatchMode):
         self._optimizer_state: set[int] = set()
         self._peak = _Snapshot()
         self._peak_pending = False
+        self._outside_optimizer_peak_bytes = 0
 
     # -- storages ---------------------------------------------------------------------
 
@@ -145,6 +149,8 @@ class MemoryTracker(TorchDispatchMode):
             if self._total_bytes > self._peak.total_bytes:
                 self._peak.total_bytes = self._total_bytes
                 self._peak_pending = True
+            if not self._optimizer_depth and self._total_bytes > self._outside_optimizer_peak_bytes:
+                self._outside_optimizer_peak_bytes = self._total_bytes
         return key
 
     def _freed(self, key: int):
@@ -238,6 +244,7 @@ class MemoryTracker(TorchDispatchMode):
         self._note_optimizer_state(self.optimizer)
         self._peak = _Snapshot(dict(self._live_bytes), self._total_bytes)
         self._peak_pending = False
+        self._outside_optimizer_peak_bytes = self._total_bytes
         self._hooks = [
             register_optimizer_step_pre_hook(self._before_optimizer_step),
             register_optimizer_step_post_hook(self._after_optimizer_step),
@@ -259,6 +266,7 @@ class MemoryTracker(TorchDispatchMode):
                 at_peak_bytes=self._breakdown(self._peak.live_bytes),
                 at_step_end_bytes=self._breakdown(self._live_bytes),
                 refresh=bool(self.is_refresh_step and self.is_refresh_step(len(self.steps))),
+                outside_optimizer_peak_bytes=self._outside_optimizer_peak_bytes,
             )
         )
 

@@ -32,8 +32,9 @@ class Training:
     """Called after each optimizer step with the 0-based step index (ReLoRA's merge)."""
     is_refresh_step: Callable[[int], bool] | None = None
     """For a method that recomputes part of its state every few steps (GaLore's projectors,
-    from an SVD of each gradient): whether the 0-based step does, so that memory figures give
-    those steps' peak apart from the steady state's."""
+    from an SVD of each gradient; ReLoRA's merge of the factors into the weights): whether the
+    0-based step does, so that memory figures give those steps' peak apart from the steady
+    state's."""
 
 
 @dataclass(frozen=True)

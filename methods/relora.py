@@ -141,8 +141,12 @@ def prepare(model, spec, options, workload):
             merge_and_reinit(lora_model)
             prune_moments_(optimizer, lora_parameters, options)
 
+    def is_merge_step(step: int) -> bool:
+        return step + 1 in restarts and step + 1 != options.warm_start_steps
+
     scheduler = jagged_cosine_schedule(optimizer, spec, restarts, options.restart_warmup_steps)
-    return Training(model=lora_model, optimizer=optimizer, scheduler=scheduler, after_step=after_step)
+    return Training(model=lora_model, optimizer=optimizer, scheduler=scheduler, after_step=after_step,
+                    is_refresh_step=is_merge_step)
 
 
 METHOD = Method(

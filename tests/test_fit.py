@@ -51,6 +51,21 @@ def test_the_search_finds_what_brute_force_finds_and_confirms_it(peak_at, limit_
     assert len(asked) == len(set(asked)) <= 12
 
 
+@pytest.mark.parametrize("limit_bytes", [6000, 20000])
+def test_a_line_through_what_grows_needs_no_more_traces_than_two_and_the_confirmation(limit_bytes):
+    # The optimizer step sets the peak (5000) at small batches; the forward and backward's
+    # peak, 1000 + 37 b, is what crosses the limit.
+    asked = []
+
+    def traced(batch):
+        asked.append(batch)
+        return max(5000, 1000 + 37 * batch)
+
+    brute_force = max(batch for batch in range(1, 2000) if max(5000, 1000 + 37 * batch) <= limit_bytes)
+    assert largest_batch(traced, limit_bytes, growth_bytes_at=lambda batch: 1000 + 37 * batch) == brute_force
+    assert asked == [1, 2, brute_force, brute_force + 1]
+
+
 def test_fit_of_a_tiny_model_equals_brute_force_over_traced_batches():
     spec = tiny_spec(method="full", seq_len=32, dtype="float32")
 

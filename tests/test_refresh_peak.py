@@ -1,4 +1,4 @@
-"""Refresh steps: GaLore's projector refresh (an SVD of each gradient) reported apart."""
+"""Refresh steps: GaLore's projector refresh (an SVD of each gradient) and ReLoRA's merge reported apart."""
 
 import pytest
 import torch
@@ -6,7 +6,7 @@ import torch
 from meters.tracker import MemoryTracker, summarize
 from methods.galore_adamw import GaLoreAdamW
 from tests.conftest import tiny_spec
-from estimates.traced import traced_record
+from estimates.traced import traced_record, traced_training
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -50,3 +50,30 @@ def test_traced_estimates_report_refresh_and_steady_peaks_apart(method, has_refr
     assert memory.tracker_steady_peak_bytes is not None
     assert (memory.tracker_refresh_peak_bytes is not None) == has_refresh
     assert memory.tracker_peak_bytes == max(memory.tracker_steady_peak_bytes, memory.tracker_refresh_peak_bytes or 0)
+
+
+def test_relora_merge_steps_are_refresh_steps_and_the_warm_starts_end_is_not():
+    # Restarts after steps 2 (the warm start's end: adapters switched on, nothing merged) and 4
+    # (a merge), so only the 0-based step 3 merges.
+    spec = tiny_spec(method="relora", steps=6, method_options={"reset_interval": 2, "warm_start_steps": 2})
+    with traced_training(spec) as training:
+        for _ in range(spec.steps):
+            training.step()
+    assert [step.refresh for step in training.steps] == [False, False, False, True, False, False]
+    summary = summarize(training.steps)
+    assert summary["tracker_refresh_peak_bytes"] == training.steps[3].peak_bytes
+
+
+def test_the_outside_optimizer_peak_leaves_the_optimizer_steps_state_and_temporaries_out():
+    layer = torch.nn.Linear(64, 64, bias=False)
+    optimizer = torch.optim.Adam(layer.parameters(), foreach=False)
+    tracker = MemoryTracker(layer, optimizer)
+    with tracker.step():
+        layer(torch.randn(2, 64)).sum().backward()
+        optimizer.step()
+    step, = tracker.steps
+    weight_bytes = layer.weight.nbytes
+    # Forward and backward hold the weight and its gradient; the two Adam moments the step
+    # creates (and its temporaries) come only inside optimizer.step.
+    assert 2 * weight_bytes <= step.outside_optimizer_peak_bytes < 3 * weight_bytes
+    assert step.peak_bytes >= 4 * weight_bytes
