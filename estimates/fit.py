@@ -20,7 +20,7 @@ import torch
 
 from estimates.traced import traced_training
 from meters.environment import environment
-from meters.tracker import StepMemory, summarize
+from meters.tracker import summarize
 from results.schema import Memory, Record
 from suites.spec import RunSpec
 
