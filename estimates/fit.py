@@ -2,7 +2,8 @@
 allowance for what the tracker cannot see, fits a memory budget.
 
 Activation memory grows close to linearly with the batch, so the search traces two batch
-sizes, extrapolates the line to the budget and confirms the answer b with traces at b and
+sizes, extrapolates the line through their forward-and-backward peaks (the optimizer step's
+does not grow with the batch) to the budget and confirms the answer b with traces at b and
 b+1; where a confirmation disagrees it extrapolates again from the nearest traces, and
 bisects where the peak is flat in the batch (the optimizer step, not the activations, sets
 it). Every trace steps one fake-tensor training, built once per method (estimates/traced.py).
