@@ -3,8 +3,11 @@ Slurm: the same submission, pickles, job ids and results), each job's record app
 it finishes, exactly as a local run's; resume collects the jobs an earlier harness left in
 flight and submits only the rest; Slurm's ways of ending a job become records."""
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from dataclasses import asdict, replace
 from functools import partial
@@ -123,6 +126,51 @@ def test_a_job_the_cluster_stops_is_recorded_and_the_suite_goes_on(write_suite, 
         "adam8bit": ("killed", "the job was stopped by SIGTERM (scancel or preemption) during this run"),
     }
     assert sorted(record.label for record in read_records(results)) == ["adam8bit", "lora"]
+
+
+FAKE_SLURM = {
+    # Runs the job script at once, detached from the harness, as if on a node.
+    "sbatch": """#!/bin/bash
+id=$(( $(date +%s%N) / 1000 % 1000000 ))
+SLURM_JOB_ID=$id SLURM_NTASKS=1 SLURM_PROCID=0 SLURM_LOCALID=0 SLURM_NODEID=0 SLURM_JOB_NUM_NODES=1 \\
+    setsid bash "$1" > /dev/null 2>&1 &
+echo "Submitted batch job $id"
+""",
+    "srun": """#!/bin/bash
+while [[ "$1" == --* ]]; do if [[ "$1" == --unbuffered ]]; then shift; else shift 2; fi; done
+exec "$@"
+""",
+    "sacct": """#!/bin/bash
+echo "JobID|State|NodeList"
+""",
+}
+
+
+def test_a_harness_killed_after_submitting_loses_nothing_and_submits_nothing_twice(write_suite, tmp_path):
+    """The command line with submitit's Slurm executor itself, against stand-ins for sbatch, srun and sacct."""
+    for name, script in FAKE_SLURM.items():
+        (tmp_path / "bin" / name).parent.mkdir(exist_ok=True)
+        (tmp_path / "bin" / name).write_text(script)
+        (tmp_path / "bin" / name).chmod(0o755)
+    environment = {**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"}
+    suite = write_suite(SUITE.replace('[[methods]]\n    name = "lora"\n', ""))
+    results = tmp_path / "cluster.jsonl"
+    command = [sys.executable, "harness.py", "run", str(suite), "--results", str(results), "--launcher", "slurm",
+               "--no-progress"]
+    harness = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    in_flight = jobs_folder_of(results) / "jobs.json"
+    deadline = time.time() + 240
+    while not (in_flight.exists() and json.loads(in_flight.read_text())):
+        assert time.time() < deadline and harness.poll() is None
+        time.sleep(0.2)
+    harness.kill()
+    harness.wait()
+    again = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "1 in flight from an earlier harness, 0 to submit" in again.stdout
+    [record] = read_records(results)
+    assert record.status == "ok" and submitted_jobs(results) == 1
+    assert "#SBATCH --time=5" in next(jobs_folder_of(results).glob("*_submission.sh")).read_text()
 
 
 @pytest.mark.parametrize("state, status", [
