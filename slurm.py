@@ -155,7 +155,7 @@ def _submit(executor, planned: PlannedRun, suite_name: str, results_path: Path, 
     executor.update_parameters(name=f"{suite_name}-{planned.label}-seed{planned.spec.seed}")
     try:
         return executor.submit(run_as_job, planned, suite_name, train_function, progress, timeout_s,
-                               str(checkpoints_of(results_path) / planned.spec.run_id))
+                               str((checkpoints_of(results_path) / planned.spec.run_id).absolute()))
     except FailedJobError as error:  # e.g. a partition or account the cluster does not know
         reason = (str(error).strip() or "no reason given").splitlines()[-1]
         raise ValueError(f"sbatch refused the job of {_describe(planned)}: {reason}; "
