@@ -1,6 +1,7 @@
 """The one entry point: run a suite, report its results, list what exists, show the environment.
 
     python harness.py run suites/smoke.toml
+    python harness.py run suites/llama_c4.toml --launcher slurm --partition gpu --gpus-per-job 1 --time-limit 240
     python harness.py report results/smoke.jsonl
     python harness.py check results/ci_memory.jsonl --baseline results/baselines/ci_memory.json
     python harness.py list
@@ -17,16 +18,20 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent
 RESULTS_DIR = REPO_ROOT / "results"
+SLURM_FLAGS = {"partition": "partition", "gpus_per_job": "gpus-per-job", "time_limit_min": "time-limit",
+               "account": "account"}
+"""SlurmOptions field -> the `run` flag that sets it (over the suite's [slurm] table)."""
 
 
 def command_run(args) -> int:
     from results.records import ResultsLocked
     from runner import RunStopped, run_suite
+    from slurm import JobsLeftRunning, run_suite_on_slurm
     from suites.load import load_suite, parse_overrides
     from suites.preflight import preflight
 
@@ -36,13 +41,24 @@ def command_run(args) -> int:
         for planned in suite.runs:
             print(planned.spec.run_id, planned.label, json.dumps(planned.spec.to_json(), sort_keys=True))
         return 0
-    preflight(args.suite, suite)
+    slurm_flags = {name: value for name, value in vars(args).items() if name in SLURM_FLAGS and value is not None}
+    if slurm_flags and args.launcher != "slurm":
+        raise ValueError(f"--{SLURM_FLAGS[next(iter(slurm_flags))]} applies only with --launcher slurm")
+    preflight(args.suite, suite, runs_here=args.launcher == "local")
     try:
-        records = run_suite(suite, results_path, progress=not args.no_progress, timeout_s=args.run_timeout,
-                            retry_timeouts=args.retry_timeouts)
+        if args.launcher == "slurm":
+            records = run_suite_on_slurm(suite, results_path, replace(suite.slurm, **slurm_flags),
+                                         progress=not args.no_progress, timeout_s=args.run_timeout,
+                                         retry_timeouts=args.retry_timeouts)
+        else:
+            records = run_suite(suite, results_path, progress=not args.no_progress, timeout_s=args.run_timeout,
+                                retry_timeouts=args.retry_timeouts)
     except ResultsLocked as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except JobsLeftRunning as stopped:
+        print(stopped, file=sys.stderr)
+        return 128 + stopped.signal_number
     except RunStopped as stopped:
         print(f"{stopped}: the run in progress is recorded killed and will run again on resume; "
               f"records in {results_path}", file=sys.stderr)
@@ -223,6 +239,21 @@ def estimate_fit(specs, budgets, args) -> int:
     return 0
 
 
+def at_least(minimum: int):
+    """An argparse type: an integer of at least `minimum`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} must be at least {minimum}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     from suites.spec import DTYPES
 
@@ -239,6 +270,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--run-timeout", type=float, metavar="SECONDS",
                      help="stop a run after this long and record it as timeout")
     run.add_argument("--retry-timeouts", action="store_true", help="run again the runs recorded as timeout")
+    run.add_argument("--launcher", choices=["local", "slurm"], default="local",
+                     help="local: one worker process per run here (default); slurm: one Slurm job per run, "
+                     "submitted with submitit, records appended here as jobs finish")
+    run.add_argument("--partition", help="Slurm partition (default: the suite's slurm.partition, else the cluster's)")
+    run.add_argument("--gpus-per-job", dest="gpus_per_job", type=at_least(0), metavar="N",
+                     help="GPUs per Slurm job (default: the suite's slurm.gpus_per_job, else 1)")
+    run.add_argument("--time-limit", dest="time_limit_min", type=at_least(1), metavar="MINUTES",
+                     help="Slurm time limit per job; a run still going is recorded timeout "
+                     "(default: the suite's slurm.time_limit_min, else 60)")
+    run.add_argument("--account", help="Slurm account (default: the suite's slurm.account, else yours)")
     run.set_defaults(handler=command_run)
 
     report = commands.add_parser("report", help="render results files to index.html, report.md and summary.csv")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from methods import METHODS
 from suites.options import OptionError, check_value, check_values, parse_options
+from suites.slurm_options import SlurmOptions
 from suites.spec import DEVICES, DTYPES, RunSpec
 from workloads import WORKLOADS
 from workloads.sizes import model_sizes
@@ -21,7 +22,7 @@ GRID_FIELDS = ("workload", "size", "method", "method_options", "seed")
 SPEC_TYPES = {f.name: f.type for f in fields(RunSpec) if f.name not in GRID_FIELDS}
 CHOICES = {"dtype": tuple(DTYPES), "device": DEVICES}
 POSITIVE = ("steps", "batch_size", "grad_accum", "seq_len", "lr")
-TOP_LEVEL_KEYS = ("name", "description", "seeds", "defaults", "workloads", "methods")
+TOP_LEVEL_KEYS = ("name", "description", "seeds", "defaults", "workloads", "methods", "slurm")
 WORKLOAD_KEYS = ("name", "size")
 METHOD_KEYS = ("name", "label", "options", "size_options", "sizes")
 
@@ -42,6 +43,8 @@ class Suite:
     name: str
     description: str
     runs: list[PlannedRun]
+    slurm: SlurmOptions = SlurmOptions()
+    """What each run's job asks for under --launcher slurm (the suite's [slurm] table)."""
 
 
 @dataclass(frozen=True)
@@ -239,4 +242,8 @@ def load_suite(path: str | Path, overrides: dict | None = None) -> Suite:
         values = {**defaults, **workload, **method.fields, **overrides, "method_options": options,
                   "data": data, "seed": seed}
         runs.append(PlannedRun(label=method.label, spec=RunSpec(**values)))
-    return Suite(name=name, description=document.get("description", ""), runs=runs)
+    try:
+        slurm = parse_options(SlurmOptions, _table(document, "slurm", "", source), "slurm.")
+    except OptionError as error:
+        raise SuiteError(f"{source}: {error}") from None
+    return Suite(name=name, description=document.get("description", ""), runs=runs, slurm=slurm)

@@ -70,9 +70,11 @@ def _check_svd_rank(source: str, where: str, training):
                 )
 
 
-def preflight(source: str, suite: Suite):
-    """PreflightError on the first run that cannot start or would fail at once."""
-    _check_cuda(source, suite)
+def preflight(source: str, suite: Suite, runs_here: bool = True):
+    """PreflightError on the first run that cannot start or would fail at once. CUDA is checked
+    only where the runs run here: Slurm jobs find theirs on the nodes they land on."""
+    if runs_here:
+        _check_cuda(source, suite)
     checked = set()
     for planned in suite.runs:
         spec = planned.spec
