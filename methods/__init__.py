@@ -61,4 +61,6 @@ def prepare_training(model, spec, workload) -> Training:
         # Non-reentrant checkpointing: the reentrant kind drops gradients when the layer's
         # inputs do not require grad, as with LoRA's frozen embeddings.
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        # Training keeps no KV cache; said here, transformers does not warn on every forward.
+        model.config.use_cache = False
     return method.prepare(model, spec, method.parse_options(spec.method_options), workload)
