@@ -172,11 +172,13 @@ class MemoryTracker(TorchDispatchMode):
     # -- what each storage is -----------------------------------------------------------
 
     def _note_model(self):
+        # plain_tensors: under FSDP2 parameters and gradients are DTensors; a rank holds their local shards.
         for parameter in self.model.parameters():
-            key = self._key(parameter, existed_before=True)
-            (self._trainable if parameter.requires_grad else self._frozen).add(key)
-            if parameter.grad is not None:
-                self._gradients.add(self._key(parameter.grad, existed_before=True))
+            for plain in plain_tensors(parameter):
+                key = self._key(plain, existed_before=True)
+                (self._trainable if parameter.requires_grad else self._frozen).add(key)
+            for plain in plain_tensors(parameter.grad) if parameter.grad is not None else ():
+                self._gradients.add(self._key(plain, existed_before=True))
         for buffer in self.model.buffers():
             self._key(buffer, existed_before=True)
 
@@ -188,8 +190,8 @@ class MemoryTracker(TorchDispatchMode):
         self._optimizer_depth += 1
         for group in optimizer.param_groups:
             for parameter in group["params"]:
-                if parameter.grad is not None:
-                    self._gradients.add(self._key(parameter.grad, existed_before=True))
+                for plain in plain_tensors(parameter.grad) if parameter.grad is not None else ():
+                    self._gradients.add(self._key(plain, existed_before=True))
 
     def _after_optimizer_step(self, optimizer, args, kwargs):
         self._optimizer_depth -= 1
