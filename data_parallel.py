@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.distributed as dist
-from torch.distributed.fsdp import fully_shard
+from torch.distributed.fsdp import FSDPModule, fully_shard
 from torch.nn.parallel import DistributedDataParallel
 
 from results.schema import Memory
@@ -121,6 +121,13 @@ def _fully_shard(training):
     for group in training.optimizer.param_groups:
         group["params"] = [sharded_of[id(p)] for p in group["params"]]
     return training
+
+
+def reshard(model: torch.nn.Module):
+    """Under FSDP2, free the gathered weights a forward without a backward left behind (the
+    root's), so that figures read next count this rank's shards; nothing otherwise."""
+    if isinstance(model, FSDPModule):
+        model.reshard()
 
 
 def average_gradient(gradient: torch.Tensor):

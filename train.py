@@ -144,6 +144,7 @@ def train(spec: RunSpec, progress: bool = True, checkpoint_dir: Path | None = No
         **clock.summary(),
         **workload.evaluate(model, spec),
     )
+    data_parallel.reshard(model)  # FSDP2: the evaluation's forward left the root's weights gathered
     figures = Memory(**memory.peak_memory(device), **tracker.summary(), **memory.state_bytes(training))
     figures = data_parallel.gather_memory(figures, ranks)
     data_parallel.leave(ranks)

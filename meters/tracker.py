@@ -46,11 +46,14 @@ CUDA_ALLOCATION_GRANULARITY_BYTES = 512
 
 def plain_tensors(tensor: torch.Tensor):
     """The tensors that own memory behind `tensor`: itself, or for a wrapper subclass (torchao's
-    quantized optimizer states) its inner tensors, whose storages are the real bytes."""
+    quantized optimizer states, FSDP2's DTensors) its inner tensors, whose storages are the real
+    bytes (a DTensor also names its device mesh, which holds none)."""
     if is_traceable_wrapper_subclass(tensor):
         names, _ = tensor.__tensor_flatten__()
         for name in names:
-            yield from plain_tensors(getattr(tensor, name))
+            inner = getattr(tensor, name)
+            if isinstance(inner, torch.Tensor):
+                yield from plain_tensors(inner)
     else:
         yield tensor
 
