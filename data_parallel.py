@@ -98,10 +98,11 @@ def wrap(training, spec, ranks: Ranks):
         for tensor in [*training.model.parameters(), *training.model.buffers()]:
             dist.broadcast(tensor.detach(), src=0)  # start from rank 0's weights, as DDP does
         return training
-    # No buffer changes in training (no batch norm), so none is broadcast before each forward;
-    # gradients as views of DDP's buckets save a gradient-sized copy.
+    # No buffer changes in training (no batch norm), so none is synced before each forward;
+    # gradients as views of DDP's buckets save a gradient-sized copy (the buckets themselves,
+    # one gradient's size, stay allocated for the whole run: the tracker counts them).
     model = DistributedDataParallel(training.model, device_ids=[ranks.device] if ranks.device.type == "cuda" else None,
-                                    broadcast_buffers=False, gradient_as_bucket_view=True)
+                                    forward_sync_buffers=False, gradient_as_bucket_view=True)
     return replace(training, model=model)
 
 

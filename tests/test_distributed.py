@@ -121,6 +121,7 @@ TOLERANCES = {"galore8bit": (1e-3, 1e-3), "adam8bit": (1e-3, 1e-3), "galore8bit_
     ("galore", {"rank": 8, "update_proj_gap": 2}),
     ("galore8bit", {"rank": 8, "update_proj_gap": 2}),
     ("full_layerwise", {}),
+    ("adam8bit_layerwise", {}),
     ("galore_layerwise", {"rank": 8, "update_proj_gap": 2}),
     ("galore8bit_layerwise", {"rank": 8, "update_proj_gap": 2}),
 ])
