@@ -14,6 +14,9 @@ the worker is classified there; a worker that dies is classified here from its e
 and the kernel's OOM-kill count; a run past --run-timeout is stopped and recorded timeout;
 SIGINT or SIGTERM to the harness stops the current worker (SIGTERM, then SIGKILL after a
 grace period), records it killed, and stops the suite. Workers die with the harness.
+
+A run on several processes (spec nproc or nnodes above 1) is started through torchrun instead
+(torchrun_worker.py), with the same outcome file and the same ways of ending.
 """
 
 import ctypes
@@ -35,6 +38,7 @@ import torch
 from results.records import append_record, finished_run_ids, results_lock
 from results.schema import FINISHED, Record
 from suites.load import PlannedRun, Suite
+from torchrun_worker import TorchrunProcess
 
 WORKER_PRELOAD = ["train", "meters.environment"]
 """Modules the fork server imports once for every worker (train imports the rest)."""
@@ -89,6 +93,13 @@ def _worker(spec_json: dict, outcome_path: str, train_function, progress: bool, 
     """Runs in the child: set up, train, and write the outcome (success or caught failure) as
     the record's fields in JSON."""
     _die_with_the_harness()
+    outcome = train_outcome(spec_json, train_function, progress, checkpoint_dir)
+    Path(outcome_path).write_text(json.dumps(outcome))
+
+
+def train_outcome(spec_json: dict, train_function, progress: bool, checkpoint_dir: str) -> dict:
+    """Train and return the outcome (success or caught failure) as the record's fields; also
+    what each rank of a run on several processes does (torchrun_worker.py)."""
     outcome = {}
     try:
         from meters.environment import environment
@@ -107,7 +118,7 @@ def _worker(spec_json: dict, outcome_path: str, train_function, progress: bool, 
             error=f"{type(error).__name__}: {error}",
             traceback=traceback.format_exc(limit=-8),
         )
-    Path(outcome_path).write_text(json.dumps(outcome))
+    return outcome
 
 
 def _oom_kills() -> int | None:
@@ -149,9 +160,11 @@ def run_one(planned: PlannedRun, suite_name: str, train_function, progress: bool
     stopped_by = None
     with tempfile.TemporaryDirectory() as scratch:
         outcome_path = os.path.join(scratch, "outcome.json")
-        worker = WORKERS.Process(
-            target=_worker, args=(planned.spec.to_json(), outcome_path, train_function, progress, str(checkpoint_dir))
-        )
+        if planned.spec.world_size > 1:
+            worker = TorchrunProcess(planned.spec, outcome_path, train_function, progress, str(checkpoint_dir))
+        else:
+            worker = WORKERS.Process(target=_worker, args=(planned.spec.to_json(), outcome_path, train_function,
+                                                           progress, str(checkpoint_dir)))
         oom_kills_before = _oom_kills()
         try:
             worker.start()
@@ -180,6 +193,7 @@ def run_one(planned: PlannedRun, suite_name: str, train_function, progress: bool
             "spec": planned.spec.to_json(),
             "started_at": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
             "wall_s": time.time() - started,
+            "world_size": planned.spec.world_size,
             **outcome,
         }
     )

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+import data_parallel
 from checkpoints import load_checkpoint, restore, save_checkpoint
 from meters import memory, timing
 from meters.tracker import CUDA_ALLOCATION_GRANULARITY_BYTES, MemoryTracker
@@ -85,17 +86,20 @@ def training_step(spec: RunSpec, workload, training, batches, device, step: int)
 
 def train(spec: RunSpec, progress: bool = True, checkpoint_dir: Path | None = None) -> tuple[Metrics, Memory]:
     """Run one spec; returns what it measured. Raises on failure. With spec.checkpoint_every
-    and a checkpoint_dir, saves checkpoints there and resumes from the last one."""
-    device = resolve_device(spec.device)
+    and a checkpoint_dir, saves checkpoints there and resumes from the last one. With
+    spec.nproc > 1 this runs on every rank (data_parallel.py) and returns the global figures."""
+    ranks = data_parallel.join(spec, resolve_device(spec.device))
+    device = ranks.device
+    # The same seed on every rank: the same initial weights, the same stream of global batches.
     torch.manual_seed(spec.seed)
     workload = WORKLOADS[spec.workload]
     model = workload.build_model(spec).to(device=device, dtype=DTYPES[spec.dtype])
-    training = prepare_training(model, spec, workload)
+    training = data_parallel.wrap(prepare_training(model, spec, workload), spec, ranks)
     model = training.model
     model.train()
     # Draw the first batch before the loop so lazy data set-up (the corpus) is not part of
     # step 0's time or memory.
-    stream = workload.train_batches(spec)
+    stream = data_parallel.my_share(workload.train_batches(spec), ranks)
     batches = itertools.chain([next(stream)], stream)
     clock = timing.StepClock(device, spec.timing_warmup_steps)
     granularity_bytes = CUDA_ALLOCATION_GRANULARITY_BYTES if device.type == "cuda" else 1
@@ -111,7 +115,7 @@ def train(spec: RunSpec, progress: bool = True, checkpoint_dir: Path | None = No
         next(batches)
 
     bar = tqdm(range(first_step, spec.steps), desc=f"{spec.method} {spec.workload}-{spec.size}",
-               disable=not progress, initial=first_step, total=spec.steps)
+               disable=not progress or ranks.rank > 0, initial=first_step, total=spec.steps)
     for step in bar:
         # The tracker's dispatch mode slows every op, so it watches only the timing warm-up
         # steps, which the step-time figures leave out; with no warm-up steps there is no
@@ -120,6 +124,7 @@ def train(spec: RunSpec, progress: bool = True, checkpoint_dir: Path | None = No
         clock.start()
         with watched:
             step_loss, step_tokens = training_step(spec, workload, training, batches, device, step)
+        step_loss, step_tokens = data_parallel.reduce_step(step_loss, step_tokens, ranks)
         clock.stop(step_tokens)
 
         losses.append(step_loss.item())
@@ -139,4 +144,8 @@ def train(spec: RunSpec, progress: bool = True, checkpoint_dir: Path | None = No
         **clock.summary(),
         **workload.evaluate(model, spec),
     )
-    return metrics, Memory(**memory.peak_memory(device), **tracker.summary(), **memory.state_bytes(training))
+    data_parallel.reshard(model)  # FSDP2: the evaluation's forward left the root's weights gathered
+    figures = Memory(**memory.peak_memory(device), **tracker.summary(), **memory.state_bytes(training))
+    figures = data_parallel.gather_memory(figures, ranks)
+    data_parallel.leave(ranks)
+    return metrics, figures

@@ -5,7 +5,7 @@ import resource
 import torch
 
 from meters import nvml
-from meters.tracker import tensors_within
+from meters.tracker import plain_tensors, tensors_within
 
 
 def reset_peaks(device: torch.device):
@@ -32,8 +32,10 @@ def peak_memory(device: torch.device) -> dict:
 
 def storage_bytes(tensors) -> int:
     """Bytes of the distinct storages behind the tensors: memory, not tensor sizes (a view or a
-    map shared by every parameter's state, as bitsandbytes' quantization maps are, counts once)."""
-    by_storage = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}
+    map shared by every parameter's state, as bitsandbytes' quantization maps are, counts once; a
+    DTensor, FSDP2's, by this rank's shard)."""
+    plain = [p for tensor in tensors for p in plain_tensors(tensor)]
+    by_storage = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in plain}
     return sum(by_storage.values())
 
 

@@ -46,11 +46,14 @@ CUDA_ALLOCATION_GRANULARITY_BYTES = 512
 
 def plain_tensors(tensor: torch.Tensor):
     """The tensors that own memory behind `tensor`: itself, or for a wrapper subclass (torchao's
-    quantized optimizer states) its inner tensors, whose storages are the real bytes."""
+    quantized optimizer states, FSDP2's DTensors) its inner tensors, whose storages are the real
+    bytes (a DTensor also names its device mesh, which holds none)."""
     if is_traceable_wrapper_subclass(tensor):
         names, _ = tensor.__tensor_flatten__()
         for name in names:
-            yield from plain_tensors(getattr(tensor, name))
+            inner = getattr(tensor, name)
+            if isinstance(inner, torch.Tensor):
+                yield from plain_tensors(inner)
     else:
         yield tensor
 
@@ -178,11 +181,13 @@ class MemoryTracker(TorchDispatchMode):
     # -- what each storage is -----------------------------------------------------------
 
     def _note_model(self):
+        # plain_tensors: under FSDP2 parameters and gradients are DTensors; a rank holds their local shards.
         for parameter in self.model.parameters():
-            key = self._key(parameter, existed_before=True)
-            (self._trainable if parameter.requires_grad else self._frozen).add(key)
-            if parameter.grad is not None:
-                self._gradients.add(self._key(parameter.grad, existed_before=True))
+            for plain in plain_tensors(parameter):
+                key = self._key(plain, existed_before=True)
+                (self._trainable if parameter.requires_grad else self._frozen).add(key)
+            for plain in plain_tensors(parameter.grad) if parameter.grad is not None else ():
+                self._gradients.add(self._key(plain, existed_before=True))
         for buffer in self.model.buffers():
             self._key(buffer, existed_before=True)
 
@@ -194,8 +199,8 @@ class MemoryTracker(TorchDispatchMode):
         self._optimizer_depth += 1
         for group in optimizer.param_groups:
             for parameter in group["params"]:
-                if parameter.grad is not None:
-                    self._gradients.add(self._key(parameter.grad, existed_before=True))
+                for plain in plain_tensors(parameter.grad) if parameter.grad is not None else ():
+                    self._gradients.add(self._key(plain, existed_before=True))
 
     def _after_optimizer_step(self, optimizer, args, kwargs):
         self._optimizer_depth -= 1

@@ -57,6 +57,11 @@ def prepare_training(model, spec, workload) -> Training:
     """The spec's method applied to `model`: its options parsed from spec.method_options, after
     activation checkpointing where the spec asks for it."""
     method = METHODS[spec.method]
+    if spec.sharding == "fsdp2" and not method.fsdp2:
+        accepted = ", ".join(name for name, m in METHODS.items() if m.fsdp2)
+        raise ValueError(f'method {spec.method} does not train under sharding = "fsdp2" (each rank holds a DTensor '
+                         f"shard of every weight; the README's \"Several processes\" says what each method lacks); "
+                         f"accepted: {accepted}")
     if spec.activation_checkpointing:
         # Non-reentrant checkpointing: the reentrant kind drops gradients when the layer's
         # inputs do not require grad, as with LoRA's frozen embeddings.

@@ -53,6 +53,9 @@ class Method:
     svd_rank: bool = False
     """Its optimizer groups' "rank" is that of an SVD of each weight's gradient, so it can be at
     most the weight's smaller side; suites are refused one that is larger (suites/preflight.py)."""
+    fsdp2: bool = False
+    """It trains under sharding = "fsdp2" (each rank holds a shard of every weight, as a DTensor);
+    the others are refused before the run (methods/__init__.py says why, per family)."""
 
     def parse_options(self, values: dict):
         """The options dataclass; an OptionError names any key or value it does not accept."""

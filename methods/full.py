@@ -8,4 +8,4 @@ def prepare(model, spec, options, workload):
     return Training(model=model, optimizer=optimizer, scheduler=warmup_cosine_schedule(optimizer, spec))
 
 
-METHOD = Method("full", prepare, NoOptions, "full-rank AdamW (torch, fused on CUDA)")
+METHOD = Method("full", prepare, NoOptions, "full-rank AdamW (torch, fused on CUDA)", fsdp2=True)

@@ -5,12 +5,17 @@ Unlike galore-torch's example and Hugging Face's Trainer this works with gradien
 accumulation: the hooks step only during the step's last micro-batch, so each parameter is
 updated once per optimizer step with its accumulated gradient, and the lr schedule, which
 drives the one LayerwiseOptimizer below, advances once per step as for any other method.
+
+On several ranks each hook first averages its gradient over the ranks (data_parallel.py says
+why this, and not DistributedDataParallel): every rank then applies the same update, and
+GaLore's projectors come from the same gradient on every rank.
 """
 
 from collections.abc import Mapping
 
 import torch
 
+from data_parallel import average_gradient
 from methods.base import Method, NoOptions, Training, adamw, adamw8bit, warmup_cosine_schedule
 
 
@@ -49,6 +54,7 @@ class LayerwiseOptimizer(torch.optim.Optimizer):
 
     def _gradient_ready(self, parameter: torch.Tensor):
         if self.stepping:
+            average_gradient(parameter.grad)
             self._ready.append(parameter)
             self.step()
 

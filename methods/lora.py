@@ -60,4 +60,4 @@ def prepare(model, spec, options, workload):
     return Training(model=lora_model, optimizer=optimizer, scheduler=warmup_cosine_schedule(optimizer, spec))
 
 
-METHOD = Method("lora", prepare, LoraOptions, "LoRA via peft on attention/MLP Linears")
+METHOD = Method("lora", prepare, LoraOptions, "LoRA via peft on attention/MLP Linears", fsdp2=True)

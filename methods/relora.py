@@ -108,6 +108,9 @@ def prepare(model, spec, options, workload):
     if options.warm_start_steps and spec.checkpoint_every:
         raise ValueError("options.warm_start_steps with checkpoint_every: the switch from the warm start to "
                          "ReLoRA is not in a checkpoint yet, so a resumed run would train the wrong weights")
+    if options.warm_start_steps and spec.world_size > 1:
+        raise ValueError("options.warm_start_steps with nproc > 1: DistributedDataParallel fixes at the start which "
+                         "parameters it averages, and the switch to ReLoRA changes them; set warm_start_steps = 0")
     if options.warm_start_steps >= spec.steps:
         raise ValueError(f"options.warm_start_steps ({options.warm_start_steps}) must be below steps ({spec.steps})")
     lora_model = wrap_with_lora(model, options, workload)

@@ -69,7 +69,9 @@ class Metrics:
 
 @dataclass
 class Memory:
-    """Memory figures in bytes; None where the device or run has no such counter."""
+    """Memory figures in bytes; None where the device or run has no such counter. A run on
+    several ranks records each rank's peaks in the *_by_rank lists (rank 0 first) and, in every
+    other field, the figures of the rank with the highest tracker peak: the maximum over ranks."""
 
     tracker_peak_bytes: int | None = None
     """Peak of live tensor bytes over the tracked (timing warm-up) steps: exact on every device."""
@@ -101,6 +103,12 @@ class Memory:
     """torch.cuda.max_memory_reserved over the run (CUDA only)."""
     nvml_process_bytes: int | None = None
     """GPU memory NVML attributes to the worker at the end, CUDA context included (CUDA only)."""
+    tracker_peak_bytes_by_rank: list[int | None] | None = None
+    """tracker_peak_bytes of each rank, rank 0 first (None: one process)."""
+    process_peak_rss_bytes_by_rank: list[int] | None = None
+    """process_peak_rss_bytes of each rank, rank 0 first (None: one process)."""
+    cuda_max_allocated_bytes_by_rank: list[int | None] | None = None
+    """cuda_max_allocated_bytes of each rank, rank 0 first (None: one process)."""
 
     @property
     def weights_and_state_bytes(self) -> int | None:
@@ -162,6 +170,8 @@ class Record:
     """Memory figures."""
     environment: Environment = field(default_factory=Environment)
     """Versions, device and code state."""
+    world_size: int = 1
+    """Ranks the run trained on (spec nproc x nnodes); memory figures are per rank."""
     kind: str = "run"
     """One of KINDS. "run": trained and measured. "traced_estimate": the spec's first steps
     traced on fake tensors (estimates/traced.py); only memory.tracker_* is filled, and the

@@ -14,14 +14,14 @@ from pathlib import Path
 from methods import METHODS
 from suites.options import OptionError, check_value, check_values, parse_options
 from suites.slurm_options import SlurmOptions
-from suites.spec import DEVICES, DTYPES, RunSpec
+from suites.spec import DEVICES, DTYPES, SHARDINGS, RunSpec
 from workloads import WORKLOADS
 from workloads.sizes import model_sizes
 
 GRID_FIELDS = ("workload", "size", "method", "method_options", "seed")
 SPEC_TYPES = {f.name: f.type for f in fields(RunSpec) if f.name not in GRID_FIELDS}
-CHOICES = {"dtype": tuple(DTYPES), "device": DEVICES}
-POSITIVE = ("steps", "batch_size", "grad_accum", "seq_len", "lr")
+CHOICES = {"dtype": tuple(DTYPES), "device": DEVICES, "sharding": SHARDINGS}
+POSITIVE = ("steps", "batch_size", "grad_accum", "seq_len", "lr", "nproc", "nnodes")
 TOP_LEVEL_KEYS = ("name", "description", "seeds", "defaults", "workloads", "methods", "slurm")
 WORKLOAD_KEYS = ("name", "size")
 METHOD_KEYS = ("name", "label", "options", "size_options", "sizes")

@@ -1,6 +1,7 @@
 """What can be checked about a suite's runs before any worker starts, so that a mistake costs
-seconds, not the runs before it: CUDA where a run asks for it, local paths in data options,
-and each method's own refusals (layer-wise updates with gradient clipping, target modules that
+seconds, not the runs before it: CUDA where a run asks for it (GPUs enough for its ranks),
+local paths in data options, the ranks of a run on several processes (data_parallel.py), and
+each method's own refusals (layer-wise updates with gradient clipping, target modules that
 match nothing, ...), found by preparing the method on a model on the meta device, which
 allocates no memory at any size. Each problem is one line naming the suite, the run and why.
 """
@@ -10,6 +11,7 @@ from dataclasses import fields
 
 import torch
 
+from data_parallel import check_world
 from methods import METHODS, prepare_training
 from suites.load import Suite
 from workloads import WORKLOADS
@@ -35,6 +37,10 @@ def _check_cuda(source: str, suite: Suite):
             f"{source}: device = {on_cuda[0].spec.device!r} ({len(on_cuda)} runs) but this machine has no CUDA "
             "device (torch.cuda.is_available() is False); --set device=cpu runs them here"
         )
+    wider = [run for run in on_cuda if run.spec.nproc > torch.cuda.device_count()]
+    if wider:
+        raise PreflightError(f"{source}: nproc = {wider[0].spec.nproc} ranks on a node with "
+                             f"{torch.cuda.device_count()} CUDA devices; one rank per GPU")
 
 
 def _check_paths(source: str, where: str, data):
@@ -83,6 +89,10 @@ def preflight(source: str, suite: Suite, runs_here: bool = True):
         if setting in checked:  # seeds differ only in their draws
             continue
         checked.add(setting)
+        try:
+            check_world(spec)
+        except ValueError as error:
+            raise PreflightError(f"{source}: {where}: {error}") from None
         workload = WORKLOADS[spec.workload]
         _check_paths(source, where, workload.data(spec))
         _check_method(source, where, spec, workload)

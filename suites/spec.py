@@ -10,6 +10,9 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 """The parameter dtypes a run or estimate may name, and their torch dtypes."""
 DEVICES = ("auto", "cpu", "cuda")
 """The device names a run may give; "cuda:N" picks one GPU."""
+SHARDINGS = ("none", "fsdp2")
+"""How a run on several processes holds its model: "none" (DistributedDataParallel: every rank
+a whole copy) or "fsdp2" (torch.distributed.fsdp.fully_shard: each rank a shard)."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -65,6 +68,16 @@ class RunSpec:
     checkpoint_every: int = 0
     """Optimizer steps between checkpoints of the run (0: none); a killed run resumes from its
     last one (checkpoints.py)."""
+    nproc: int = 1
+    """Processes (ranks) per node; above 1 the run is launched with torchrun and trains data-
+    parallel. batch_size stays the global micro-batch: each rank takes batch_size / world size
+    of its sequences (data_parallel.py)."""
+    nnodes: int = 1
+    """Nodes the run spans (torchrun --nnodes); above 1 needs rdzv_endpoint."""
+    rdzv_endpoint: str = ""
+    """host:port of the rendezvous for a multi-node run (torchrun --rdzv-endpoint)."""
+    sharding: str = "none"
+    """One of SHARDINGS."""
 
     def to_json(self) -> dict:
         """The spec as JSON, leaving out fields added after record schema v2 while they hold
@@ -77,10 +90,25 @@ class RunSpec:
         return values
 
     @property
+    def world_size(self) -> int:
+        """Ranks the run trains on: nproc on each of nnodes nodes."""
+        return self.nproc * self.nnodes
+
+    @property
     def run_id(self) -> str:
+        """The hash of the spec's JSON; a run on several ranks adds "-wN", its world size, so that
+        the id says at a glance that its figures are per rank."""
         canonical = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        digest = hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        return digest if self.world_size == 1 else f"{digest}-w{self.world_size}"
 
 
-FIELDS_ADDED_AFTER_V2 = {"activation_checkpointing": False, "checkpoint_every": 0}
+FIELDS_ADDED_AFTER_V2 = {
+    "activation_checkpointing": False,
+    "checkpoint_every": 0,
+    "nproc": 1,
+    "nnodes": 1,
+    "rdzv_endpoint": "",
+    "sharding": "none",
+}
 """Fields added to RunSpec after record schema v2, with their defaults (see RunSpec.to_json)."""

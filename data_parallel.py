@@ -1,0 +1,171 @@
+"""A run on several ranks: joining the process group, wrapping the model, each rank's share of
+every batch, and the figures reduced across ranks. With one rank every function here leaves
+the run as it was, so the training loop reads the same for one process or many.
+
+torchrun starts the ranks (torchrun_worker.py) and sets RANK, WORLD_SIZE, MASTER_ADDR and
+MASTER_PORT; init_process_group reads them. NCCL on CUDA, gloo on CPU.
+
+batch_size is the global micro-batch: every rank draws the same seeded stream of batches and
+keeps its own slice of each (the way DistributedSampler has every rank compute the same order
+and keep its own indices). A run on N ranks therefore sees exactly the sequences a run on one
+process with the same batch_size sees, and, since DistributedDataParallel averages the
+gradients over the ranks, takes the same steps (up to float rounding).
+
+How the model is held:
+  - sharding "none", optimizer stepped by the loop: DistributedDataParallel. The optimizer steps
+    after DDP's all-reduce, so GaLore's projectors come from the same averaged gradient on
+    every rank, and ReLoRA's merge and reset, being deterministic, stay identical.
+  - sharding "none", layer-wise updates (steps_in_backward): no DDP wrapper. DDP all-reduces in
+    buckets once the whole backward is done, after the per-parameter hooks have already stepped
+    on the local gradient; and its buckets hold a copy of every gradient, which is the memory
+    layer-wise updates exist to save. Instead each hook averages its one gradient across the
+    ranks before stepping (methods/layerwise.py), so ranks stay identical and only one
+    gradient is alive at a time. The price is no overlap of communication with the backward.
+  - sharding "fsdp2": torch.distributed.fsdp.fully_shard on every decoder (or encoder) block
+    and on the root; each rank holds a shard of every weight, gradient and optimizer state.
+    Methods opt in (Method.fsdp2): full and lora. bitsandbytes' 8-bit step takes plain
+    tensors, not DTensors; GaLore would need each rank's slice of a projector computed from
+    the full gradient (see README).
+"""
+
+import os
+from dataclasses import asdict, dataclass, replace
+
+import torch
+import torch.distributed as dist
+from torch.distributed.fsdp import FSDPModule, fully_shard
+from torch.nn.parallel import DistributedDataParallel
+
+from results.schema import Memory
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """This process's place in the run."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+    """The device this rank trains on (on CUDA, the GPU of its local rank)."""
+
+
+def check_world(spec):
+    """ValueError, in one line, for a spec whose ranks cannot be set up as asked."""
+    world = spec.world_size
+    if spec.batch_size % world:
+        raise ValueError(f"batch_size {spec.batch_size} must be a multiple of the world size nproc x nnodes = {world}: "
+                         "batch_size is the global micro-batch, split evenly over the ranks")
+    if spec.sharding == "fsdp2" and world == 1:
+        raise ValueError('sharding = "fsdp2" needs more than one rank: set nproc (and nnodes) so that nproc x nnodes > 1')
+    if spec.nnodes > 1 and not spec.rdzv_endpoint:
+        raise ValueError(f"nnodes = {spec.nnodes} needs rdzv_endpoint (host:port of the rendezvous, as torchrun's "
+                         "--rdzv-endpoint)")
+    if world > 1 and spec.checkpoint_every:
+        raise ValueError(f"checkpoint_every with {world} ranks: checkpoints are written by one process only so far; "
+                         "set checkpoint_every = 0")
+
+
+def join(spec, device: torch.device) -> Ranks:
+    """This process's Ranks, after joining the process group where the run has several."""
+    check_world(spec)
+    if spec.world_size == 1:
+        return Ranks(0, 1, device)
+    launched_with = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched_with != spec.world_size:
+        raise RuntimeError(f"the spec asks for {spec.world_size} ranks but this process was started as one of "
+                           f"{launched_with}: runs with nproc > 1 are launched by the runner through torchrun")
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(device)
+        dist.init_process_group("nccl", device_id=device)
+    else:
+        dist.init_process_group("gloo")
+    return Ranks(dist.get_rank(), dist.get_world_size(), device)
+
+
+def leave(ranks: Ranks):
+    if ranks.world_size > 1:
+        dist.destroy_process_group()
+
+
+def wrap(training, spec, ranks: Ranks):
+    """The Training with its model held across the ranks as the module docstring says."""
+    if ranks.world_size == 1:
+        return training
+    if spec.sharding == "fsdp2":
+        return _fully_shard(training)
+    if training.steps_in_backward:
+        for tensor in [*training.model.parameters(), *training.model.buffers()]:
+            dist.broadcast(tensor.detach(), src=0)  # start from rank 0's weights, as DDP does
+        return training
+    # No buffer changes in training (no batch norm), so none is synced before each forward;
+    # gradients as views of DDP's buckets save a gradient-sized copy (the buckets themselves,
+    # one gradient's size, stay allocated for the whole run: the tracker counts them).
+    model = DistributedDataParallel(training.model, device_ids=[ranks.device] if ranks.device.type == "cuda" else None,
+                                    forward_sync_buffers=False, gradient_as_bucket_view=True)
+    return replace(training, model=model)
+
+
+def _fully_shard(training):
+    """FSDP2 on each transformer block and the root. fully_shard puts new (DTensor) parameters on
+    the modules, so the optimizer, built by the method before, is pointed at them; it has no
+    state yet."""
+    model = training.model
+    before = dict(model.named_parameters())
+    # transformers names the blocks that must not be split across devices: the sharding unit.
+    block_names = next((m._no_split_modules for m in model.modules() if getattr(m, "_no_split_modules", None)), ())
+    for block in [m for m in model.modules() if type(m).__name__ in block_names]:
+        fully_shard(block)
+    fully_shard(model)
+    after = dict(model.named_parameters())
+    sharded_of = {id(before[name]): after[name] for name in before}
+    for group in training.optimizer.param_groups:
+        group["params"] = [sharded_of[id(p)] for p in group["params"]]
+    return training
+
+
+def reshard(model: torch.nn.Module):
+    """Under FSDP2, free the gathered weights a forward without a backward left behind (the
+    root's), so that figures read next count this rank's shards; nothing otherwise."""
+    if isinstance(model, FSDPModule):
+        model.reshard()
+
+
+def average_gradient(gradient: torch.Tensor):
+    """All-reduce one gradient to its mean over the ranks, in place; nothing with one rank."""
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(gradient)  # gloo has no AVG
+        gradient.div_(dist.get_world_size())
+
+
+def my_share(batches, ranks: Ranks):
+    """This rank's rows of every global batch."""
+    for batch in batches:
+        if ranks.world_size == 1:
+            yield batch
+            continue
+        rows = next(iter(batch.values())).shape[0] // ranks.world_size
+        yield {name: tensor[ranks.rank * rows : (ranks.rank + 1) * rows] for name, tensor in batch.items()}
+
+
+def reduce_step(step_loss: torch.Tensor, step_tokens: int, ranks: Ranks) -> tuple[torch.Tensor, int]:
+    """The step's loss averaged over the ranks and its tokens summed: the global figures."""
+    if ranks.world_size == 1:
+        return step_loss, step_tokens
+    totals = torch.stack([step_loss.detach().double(), torch.tensor(step_tokens, dtype=torch.float64,
+                                                                     device=step_loss.device)])
+    dist.all_reduce(totals)
+    return totals[0] / ranks.world_size, int(totals[1])
+
+
+def gather_memory(memory: Memory, ranks: Ranks) -> Memory:
+    """Every rank's figures in one Memory: those of the rank with the highest tracker peak (the
+    figures of one rank belong together), plus each rank's peaks as *_by_rank lists."""
+    if ranks.world_size == 1:
+        return memory
+    every_rank = [None] * ranks.world_size
+    dist.all_gather_object(every_rank, asdict(memory))
+    highest = max(every_rank, key=lambda figures: figures["tracker_peak_bytes"] or 0)
+    by_rank = {f"{name}_by_rank": [figures[name] for figures in every_rank]
+               for name in ("tracker_peak_bytes", "process_peak_rss_bytes", "cuda_max_allocated_bytes")}
+    return Memory(**{**highest, **by_rank})
