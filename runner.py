@@ -207,6 +207,13 @@ def checkpoints_of(results_path: Path) -> Path:
     return Path(results_path).parent / "checkpoints" / Path(results_path).stem
 
 
+def pending_runs(suite: Suite, results_path: Path, retry_timeouts: bool) -> list[PlannedRun]:
+    """The suite's runs not finished in results_path (a timed-out one again with retry_timeouts).
+    Call it holding the results file's lock."""
+    done = finished_run_ids(results_path, retried=("timeout",) if retry_timeouts else ())
+    return [run for run in suite.runs if run.spec.run_id not in done]
+
+
 def run_suite(suite: Suite, results_path: Path, train_function=None, progress: bool = True,
               timeout_s: float | None = None, retry_timeouts: bool = False) -> list[Record]:
     """Run every planned run not already finished in results_path, holding its lock; returns
@@ -217,8 +224,7 @@ def run_suite(suite: Suite, results_path: Path, train_function=None, progress: b
     records = []
     try:
         with results_lock(results_path):
-            done = finished_run_ids(results_path, retried=("timeout",) if retry_timeouts else ())
-            pending = [run for run in suite.runs if run.spec.run_id not in done]
+            pending = pending_runs(suite, results_path, retry_timeouts)
             print(f"{suite.name}: {len(suite.runs)} runs, {len(suite.runs) - len(pending)} already finished, "
                   f"{len(pending)} to run -> {results_path}")
             for index, planned in enumerate(pending, 1):

@@ -27,9 +27,9 @@ from pathlib import Path
 import submitit
 from submitit.core.utils import FailedJobError, UncompletedJobError
 
-from results.records import append_record, finished_run_ids, results_lock
+from results.records import append_record, results_lock
 from results.schema import FINISHED, Record
-from runner import RunStopped, checkpoints_of, run_one
+from runner import RunStopped, checkpoints_of, pending_runs, run_one
 from suites.load import PlannedRun, Suite
 from suites.slurm_options import SlurmOptions
 
@@ -190,8 +190,7 @@ def run_suite_on_slurm(suite: Suite, results_path: Path, options: SlurmOptions, 
     records = []
     try:
         with results_lock(results_path):
-            done = finished_run_ids(results_path, retried=("timeout",) if retry_timeouts else ())
-            pending = [run for run in suite.runs if run.spec.run_id not in done]
+            pending = pending_runs(suite, results_path, retry_timeouts)
             submitted = read_jobs_in_flight(folder)
             in_flight = {run.spec.run_id: (run, JOB_CLASSES[cluster](folder, submitted[run.spec.run_id]))
                          for run in pending if run.spec.run_id in submitted}
