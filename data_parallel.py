@@ -121,7 +121,42 @@ def _fully_shard(training):
     sharded_of = {id(before[name]): after[name] for name in before}
     for group in training.optimizer.param_groups:
         group["params"] = [sharded_of[id(p)] for p in group["params"]]
+    if type(training.optimizer).__module__.startswith("bitsandbytes"):
+        _step_on_local_shards(training.optimizer)
     return training
+
+
+def _step_on_local_shards(optimizer):
+    """bitsandbytes' kernels take plain tensors and refuse DTensors, so the optimizer is given
+    each parameter's local shard instead: a view, so its in-place update is the DTensor's. Before
+    each step every shard gets its gradient's local shard; after it, the DTensor gradients are
+    dropped, as the loop's zero_grad(set_to_none=True) drops the shards'. Its 8-bit blocks are
+    then cut per shard, not per whole weight."""
+    from bitsandbytes.optim import GlobalOptimManager
+
+    pairs = []
+    with torch.no_grad():
+        for group in optimizer.param_groups:
+            shards = [parameter.to_local() for parameter in group["params"]]
+            pairs += zip(shards, group["params"])
+            group["params"] = shards
+    # Whether a tensor gets 8-bit or 32-bit moments follows its size (min_8bit_size): decide by
+    # the whole weight's, as without sharding, not by its shard's.
+    smallest_8bit = optimizer.args.min_8bit_size
+    for shard, parameter in pairs:
+        threshold = 0 if parameter.numel() >= smallest_8bit else shard.numel() + 1
+        GlobalOptimManager.get_instance().override_config(shard, "min_8bit_size", threshold)
+
+    def hand_over_gradients(optimizer, args, kwargs):
+        for shard, parameter in pairs:
+            shard.grad = None if parameter.grad is None else parameter.grad.to_local()
+
+    def drop_gradients(optimizer, args, kwargs):
+        for shard, parameter in pairs:
+            shard.grad = parameter.grad = None
+
+    optimizer.register_step_pre_hook(hand_over_gradients)
+    optimizer.register_step_post_hook(drop_gradients)
 
 
 def reshard(model: torch.nn.Module):
