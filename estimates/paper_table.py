@@ -55,8 +55,11 @@ _CUTS = {
 }
 
 
+_POSITION = {question: index for index, question in enumerate(QUESTIONS)}
+
+
 def answer(convention: Convention, question: str) -> str:
-    return QUESTIONS[question][convention[list(QUESTIONS).index(question)]]
+    return QUESTIONS[question][convention[_POSITION[question]]]
 
 
 def describe(convention: Convention) -> list[str]:
@@ -107,6 +110,7 @@ def parameters(method: str, size: str, convention: Convention) -> tuple[int, int
     return total, state
 
 
+@lru_cache(maxsize=None)  # the search asks every cell under every convention, and again for the closest
 def figures_g(method: str, size: str, convention: Convention) -> tuple[float, float]:
     """(weights, states) in the convention's G, before cutting to two decimals."""
     gigabyte = 10**9 if answer(convention, "unit") == QUESTIONS["unit"][0] else 2**30
