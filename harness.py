@@ -18,52 +18,44 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent
 RESULTS_DIR = REPO_ROOT / "results"
-SLURM_FLAGS = {"partition": "partition", "gpus_per_job": "gpus-per-job", "time_limit_min": "time-limit",
-               "account": "account"}
-"""SlurmOptions field -> the `run` flag that sets it (over the suite's [slurm] table)."""
 
 
 def command_run(args) -> int:
+    from core.statuses import Status
+    from launchers import LAUNCHERS, refuse_flags_of_others
+    from launchers.base import RunSettings, SuiteStopped
+    from launchers.suite_runner import run_suite
     from results.records import ResultsLocked
-    from runner import RunStopped, run_suite
-    from slurm import JobsLeftRunning, run_suite_on_slurm
     from suites.load import load_suite, parse_overrides
-    from suites.preflight import preflight
+    from training.preflight import preflight
 
+    launcher = LAUNCHERS[args.launcher]
+    refuse_flags_of_others(launcher, args)
     suite = load_suite(args.suite, parse_overrides(args.set))
     results_path = Path(args.results or RESULTS_DIR / f"{Path(args.suite).stem}.jsonl")
     if args.dry_run:
         for planned in suite.runs:
             print(planned.spec.run_id, planned.label, json.dumps(planned.spec.to_json(), sort_keys=True))
         return 0
-    slurm_flags = {name: value for name, value in vars(args).items() if name in SLURM_FLAGS and value is not None}
-    if slurm_flags and args.launcher != "slurm":
-        raise ValueError(f"--{SLURM_FLAGS[next(iter(slurm_flags))]} applies only with --launcher slurm")
-    preflight(args.suite, suite, runs_here=args.launcher == "local")
+    settings = RunSettings(progress=not args.no_progress, timeout_s=args.run_timeout, retry_timeouts=args.retry_timeouts)
+    session = launcher.start(launcher.options_from(suite.launcher_options.get(launcher.name), args), results_path,
+                             settings)
+    preflight(args.suite, suite.runs)
+    session.check(suite.runs)
     try:
-        if args.launcher == "slurm":
-            records = run_suite_on_slurm(suite, results_path, replace(suite.slurm, **slurm_flags),
-                                         progress=not args.no_progress, timeout_s=args.run_timeout,
-                                         retry_timeouts=args.retry_timeouts)
-        else:
-            records = run_suite(suite, results_path, progress=not args.no_progress, timeout_s=args.run_timeout,
-                                retry_timeouts=args.retry_timeouts)
+        records = run_suite(session, suite, results_path, settings)
     except ResultsLocked as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except JobsLeftRunning as stopped:
+    except SuiteStopped as stopped:
         print(stopped, file=sys.stderr)
         return 128 + stopped.signal_number
-    except RunStopped as stopped:
-        print(f"{stopped}: the run in progress is recorded killed and will run again on resume; "
-              f"records in {results_path}", file=sys.stderr)
-        return 128 + stopped.signal_number
-    failed = [r for r in records if r.status != "ok"]
+    failed = [r for r in records if r.status != Status.OK]
     print(f"{len(records) - len(failed)} ok, {len(failed)} not ok; records in {results_path}")
     return 1 if failed else 0
 
@@ -114,9 +106,10 @@ def command_check(args) -> int:
 
 
 def command_list(args) -> int:
+    from core.options import describe_options
+    from launchers import LAUNCHERS
     from methods import METHODS
     from suites.load import SuiteError, load_suite
-    from suites.options import describe_options
     from workloads import WORKLOADS
     from workloads.sizes import model_sizes
 
@@ -127,6 +120,10 @@ def command_list(args) -> int:
     print("workloads:")
     for name, workload in WORKLOADS.items():
         print(f"  {name:24} sizes: {', '.join(model_sizes(name))}  [data: {describe_options(workload.data_options)}]")
+    print("launchers:")
+    for name, launcher in LAUNCHERS.items():
+        options = describe_options(launcher.options)
+        print(f"  {name:24} {launcher.summary}" + (f"  [launcher.{name}: {options}]" if options else ""))
     print("suites:")
     for path in sorted((REPO_ROOT / "suites").glob("*.toml")):
         try:
@@ -138,52 +135,42 @@ def command_list(args) -> int:
 
 
 def command_env(args) -> int:
+    from core.spec import resolve_device
+    from launchers.packages import recorded_packages
     from meters.environment import environment
-    from suites.spec import resolve_device
 
-    print(json.dumps(asdict(environment(resolve_device(args.device))), indent=2))
+    print(json.dumps(asdict(environment(resolve_device(args.device), recorded_packages())), indent=2))
     return 0
 
 
 def command_estimate(args) -> int:
-    if args.paper_table:
-        from estimates.paper_table import format_paper_table, search_paper_table
+    from core.targets import load
+    from estimates import MODES, EstimateRequest
 
-        print(format_paper_table(search_paper_table()))
+    mode = MODES[args.mode]
+    if not mode.takes_specs:
+        print(load(mode.target)())
         return 0
-    if args.paper_7b:
-        from estimates.paper_7b import paper_7b_report
+    request = EstimateRequest(records=Path(args.records) if args.records else None, suite=args.suite, jobs=args.jobs,
+                              values=args.mode_values)
+    return load(mode.target)(estimate_specs(args, mode), request)
 
-        print(paper_7b_report())
-        return 0
-    if args.successors_7b:
-        from estimates.successors_7b import successors_7b_report
 
-        print(successors_7b_report())
-        return 0
-    from estimates.fit import parse_budget
-    from estimates.traced import format_traced, traced_record
+def estimate_specs(args, mode) -> list:
+    """The estimate's specs (checkpointing x sizes x methods), each built and preflighted as a
+    suite's run is, before the first (slow) trace."""
+    from core.spec import RunSpec
     from methods import METHODS
-    from results.records import append_record
     from suites.load import parse_assignment
-    from suites.spec import RunSpec
-    from workloads import WORKLOADS
-    from workloads.sizes import model_config
+    from training.preflight import check_run
 
     methods = list(METHODS) if args.method == ["all"] else args.method or ["full"]
     for method in methods:
         if method not in METHODS:
             raise ValueError(f"--method {method!r} is not registered; accepted: all, {', '.join(METHODS)}")
-    if args.workload not in WORKLOADS:
-        raise ValueError(f"--workload {args.workload!r} is not registered; accepted: {', '.join(WORKLOADS)}")
-    if args.grid and not args.records:
-        raise ValueError("--grid writes estimate records: give --records PATH")
-    sizes = args.sizes.split(",") if args.grid else [args.size]
-    for size in sizes:
-        model_config(args.workload, size)
+    sizes = args.sizes.split(",") if args.sizes else list(mode.default_sizes) or [args.size]
     options = dict(parse_assignment(assignment, "--option") for assignment in args.option)
     data = dict(parse_assignment(assignment, "--data") for assignment in args.data)
-    budgets = [parse_budget(text) for text in args.fit]
     checkpointing = {"no": [False], "yes": [True], "both": [False, True]}[args.checkpointing]
     specs = [
         RunSpec(
@@ -195,67 +182,24 @@ def command_estimate(args) -> int:
         for size in sizes
         for method in methods
     ]
-    for spec in specs:  # every option checked before the first (slow) trace
-        METHODS[spec.method].parse_options(options)
-        WORKLOADS[spec.workload].data(spec)
-    if budgets:
-        return estimate_fit(specs, budgets, args)
-    if args.grid:
-        return estimate_grid(specs, args)
-    failed = 0
-    for spec in specs:
-        record = traced_record(spec, label=spec.method, suite=args.suite)
-        print(format_traced(record))
-        failed += record.status != "ok"
-        if args.records:
-            append_record(Path(args.records), record)
-    if args.records:
-        print(f"{len(specs)} estimate records appended to {args.records}")
-    return 1 if failed else 0
+    for spec in {spec.run_id: spec for spec in specs}.values():
+        check_run(spec)
+    return specs
 
 
-def estimate_grid(specs, args) -> int:
-    from estimates.grid import format_grid, grid_records
-    from results.records import append_record
+class _ModeValue(argparse.Action):
+    """An estimate mode's flag that takes a value (repeatable): the mode, and one more value."""
 
-    records, wall_s = grid_records(specs, args.suite, args.jobs)
-    print(format_grid(records))
-    for record in records:
-        append_record(Path(args.records), record)
-    print(f"{len(records)} estimate records appended to {args.records}; traced in {wall_s:.0f} s wall")
-    return 1 if any(record.status != "ok" for record in records) else 0
-
-
-def estimate_fit(specs, budgets, args) -> int:
-    from estimates.fit import fit_all, fit_record, format_fits
-    from results.records import append_record
-
-    fits, wall_s = fit_all(specs, budgets, args.jobs)
-    print(format_fits(fits, wall_s))
-    if args.records:
-        for fit in fits:
-            append_record(Path(args.records), fit_record(fit, args.suite))
-        print(f"{len(fits)} estimate records appended to {args.records}")
-    return 0
-
-
-def at_least(minimum: int):
-    """An argparse type: an integer of at least `minimum`."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{value} must be at least {minimum}")
-        return value
-
-    return parse
+    def __call__(self, parser, namespace, value, option_string=None):
+        namespace.mode = self.const
+        namespace.mode_values = [*namespace.mode_values, value]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from suites.spec import DTYPES
+    from core.spec import DTYPES
+    from estimates import MODES
+    from launchers import LAUNCHERS
+    from launchers.base import at_least
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -270,16 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--run-timeout", type=float, metavar="SECONDS",
                      help="stop a run after this long and record it as timeout")
     run.add_argument("--retry-timeouts", action="store_true", help="run again the runs recorded as timeout")
-    run.add_argument("--launcher", choices=["local", "slurm"], default="local",
-                     help="local: one worker process per run here (default); slurm: one Slurm job per run, "
-                     "submitted with submitit, records appended here as jobs finish")
-    run.add_argument("--partition", help="Slurm partition (default: the suite's slurm.partition, else the cluster's)")
-    run.add_argument("--gpus-per-job", dest="gpus_per_job", type=at_least(0), metavar="N",
-                     help="GPUs per Slurm job (default: the suite's slurm.gpus_per_job, else 1)")
-    run.add_argument("--time-limit", dest="time_limit_min", type=at_least(1), metavar="MINUTES",
-                     help="Slurm time limit per job; a run still going is recorded timeout "
-                     "(default: the suite's slurm.time_limit_min, else 60)")
-    run.add_argument("--account", help="Slurm account (default: the suite's slurm.account, else yours)")
+    run.add_argument("--launcher", choices=list(LAUNCHERS), default="local",
+                     help="how the runs are started: " + "; ".join(f"{name}: {launcher.summary}"
+                                                                   for name, launcher in LAUNCHERS.items()))
+    for launcher in LAUNCHERS.values():
+        launcher.add_flags(run)
     run.set_defaults(handler=command_run)
 
     report = commands.add_parser("report", help="render results files to index.html, report.md and summary.csv")
@@ -312,10 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
         "estimate", help="memory estimates: the paper's analytic table, traced steps at any size, the paper's 7B figures"
     )
     which = estimate.add_mutually_exclusive_group()
-    which.add_argument("--paper-table", action="store_true", help="GaLore Tables 2 and 6 beside our analytic figures")
-    which.add_argument("--paper-7b", action="store_true", help="the paper's 7B introduction figures beside ours")
-    which.add_argument("--successors-7b", action="store_true",
-                       help="GaLore's successors traced at 7B (seq 256) beside GaLore, each paper's claim and the ratio")
+    for mode in (mode for mode in MODES.values() if not mode.default):
+        if mode.metavar:
+            which.add_argument(f"--{mode.name}", metavar=mode.metavar, action=_ModeValue, const=mode.name, help=mode.help)
+        else:
+            which.add_argument(f"--{mode.name}", dest="mode", action="store_const", const=mode.name, help=mode.help)
+    estimate.set_defaults(mode=next(name for name, mode in MODES.items() if mode.default), mode_values=[])
     estimate.add_argument("--workload", default="llama", help="registered workload (default llama)")
     estimate.add_argument("--size", default="7b", help="model size in workloads/sizes.toml (default 7b)")
     estimate.add_argument("--method", action="append", default=[],
@@ -324,24 +265,20 @@ def build_parser() -> argparse.ArgumentParser:
                           help="a method option, e.g. rank=1024")
     estimate.add_argument("--data", action="append", default=[], metavar="KEY=VALUE",
                           help="a workload data option, e.g. task=sst2 for roberta_glue")
-    estimate.add_argument("--batch", type=int, default=1, help="sequences per micro-batch (default 1)")
-    estimate.add_argument("--seq", type=int, default=2048, help="tokens per sequence (default 2048)")
-    estimate.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step (default 1)")
+    estimate.add_argument("--batch", type=int, default=1, help="sequences per micro-batch (default 1; at least 1)")
+    estimate.add_argument("--seq", type=int, default=2048, help="tokens per sequence (default 2048; at least 1)")
+    estimate.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step (default 1; at least 1)")
     estimate.add_argument("--dtype", choices=list(DTYPES), default="bfloat16",
                           help="parameter dtype (default bfloat16)")
     estimate.add_argument("--steps", type=int, default=2,
                           help="steps traced (default 2: the first creates the optimizer state)")
-    estimate.add_argument("--fit", metavar="BUDGET", action="append", default=[],
-                          help="the largest micro-batch per method that fits this memory, e.g. 24GB or 22.5GiB; "
-                          "repeatable (one search serves every budget)")
-    estimate.add_argument("--grid", action="store_true",
-                          help="a traced estimate of every --method at every --sizes, written to --records")
-    estimate.add_argument("--sizes", default="60m,130m,350m,1b,7b",
-                          help="comma-separated model sizes for --grid (default 60m,130m,350m,1b,7b)")
+    estimate.add_argument("--sizes", help="comma-separated model sizes, instead of --size (--grid's default: "
+                          + ",".join(MODES["grid"].default_sizes) + ")")
     estimate.add_argument("--checkpointing", nargs="?", const="yes", default="no", choices=["no", "yes", "both"],
                           help="trace with activation checkpointing (yes), without (no, default) or both")
-    estimate.add_argument("--jobs", type=int, default=os.cpu_count(),
-                          help="methods searched at once by --fit, one process each (default: the CPU count)")
+    estimate.add_argument("--jobs", type=at_least(1), default=os.cpu_count(),
+                          help="methods searched or traced at once by --fit and --grid, one process each (default: "
+                          "the CPU count)")
     estimate.add_argument("--records", help="append one estimate record per method to this results file")
     estimate.add_argument("--suite", default="estimate", help="the suite name the records carry (default estimate)")
     estimate.set_defaults(handler=command_estimate)

@@ -16,19 +16,20 @@ alike. Measured:
 import argparse
 import copy
 import os
-from contextlib import contextmanager, nullcontext
 import statistics
 import sys
 import time
+from contextlib import contextmanager, nullcontext
 
 import torch
 from torch._C._profiler import _EventType
 
+from core.spec import RunSpec, resolve_device
+from core.units import MIB
 from meters.memory import optimizer_state_bytes
 from methods.galore import GALORE, param_groups
 from methods.galore_adamw import GaLoreAdamW
 from methods.galore_adamw8bit import GaLoreAdamW8bit
-from suites.spec import RunSpec, resolve_device
 from workloads import WORKLOADS
 
 PAPER_GAP = 200
@@ -198,10 +199,9 @@ def main(argv=None):
             contender.step()
         refresh_peak = transient_peak_bytes(contender.step, device)
         results[contender.name] = (step_s, amortised_s, optimizer_state_bytes(contender.optimizer), plain_peak, refresh_peak)
-        mib = 2**20
         print(
             f"{contender.name:<50} {step_s * 1e3:>9.2f} {refresh_s * 1e3:>11.2f} {amortised_s * 1e3:>10.2f} "
-            f"{results[contender.name][2] / mib:>10.2f} {plain_peak / mib:>14.2f} {refresh_peak / mib:>17.2f}"
+            f"{results[contender.name][2] / MIB:>10.2f} {plain_peak / MIB:>14.2f} {refresh_peak / MIB:>17.2f}"
         )
     if STUBBED in results:
         print(f"\nnote: '{STUBBED}' is galore-torch's 8-bit optimizer with torch.cuda.synchronize() made a no-op")

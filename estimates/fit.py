@@ -12,20 +12,24 @@ it). Every trace steps one fake-tensor training, built once per method (estimate
 import multiprocessing
 import re
 import time
-from concurrent.futures import ProcessPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 import torch
 
+from core.spec import RunSpec
+from core.statuses import RecordKind, Status
+from core.units import BYTE_UNITS, GB, GIB
+from estimates import EstimateRequest
 from estimates.traced import traced_training
+from launchers.packages import recorded_packages
 from meters.environment import environment
 from meters.tracker import summarize
+from results.records import append_record
 from results.schema import Memory, Record
-from suites.spec import RunSpec
-
-GIB = 2**30
+from training.setting import run_setting
 
 CUDA_CONTEXT_BYTES = GIB
 """Allowance for what a CUDA process holds outside the allocator: the context and kernels
@@ -40,7 +44,7 @@ ALLOWANCE = (
 MAX_BATCH = 1 << 16
 """The search's upper bound, for a peak that does not grow with the batch."""
 
-_UNITS = {"gb": ("GB", 10**9), "gib": ("GiB", 2**30), "mb": ("MB", 10**6), "mib": ("MiB", 2**20)}
+_UNITS = {name.lower(): (name, size) for name, size in BYTE_UNITS.items()}
 
 
 @dataclass(frozen=True)
@@ -58,7 +62,7 @@ class Budget:
 
     def describe(self) -> str:
         unit = "decimal, 1 GB = 1e9 bytes" if self.text.endswith(("GB", "MB")) else "binary, 1 GiB = 2^30 bytes"
-        return f"budget {self.text} = {self.bytes / GIB:.2f} GiB = {self.bytes / 1e9:.2f} GB ({unit})"
+        return f"budget {self.text} = {self.bytes / GIB:.2f} GiB = {self.bytes / GB:.2f} GB ({unit})"
 
 
 def parse_budget(text: str) -> Budget:
@@ -175,7 +179,7 @@ def fit_batch(spec: RunSpec, budgets: list[Budget]) -> list[Fit]:
             batch = largest_batch(peak_bytes_at, budget.peak_limit_bytes, growth_bytes_at=growth_bytes_at)
             shown = max(batch, 1)
             fits.append(Fit(replace(spec, batch_size=shown), budget, batch, peak_bytes_at(shown), refresh_extra_bytes,
-                            Memory(**summarize([first, steady[shown]])), training.notes, list(steady), started_at,
+                            Memory.of(summarize([first, steady[shown]])), training.notes, list(steady), started_at,
                             time.time() - started))
     return fits
 
@@ -233,6 +237,18 @@ def fit_record(fit: Fit, suite: str) -> Record:
     ]
     # A label per method, checkpointing and budget: reports group rows by label.
     label = f"{fit.spec.method}{' ckpt' if fit.spec.activation_checkpointing else ''} in {fit.budget.text}"
-    return Record(run_id=fit.spec.run_id, suite=suite, label=label, spec=fit.spec, status="ok",
-                  kind="traced_estimate", memory=fit.memory, notes=notes, started_at=fit.started_at, wall_s=fit.wall_s,
-                  environment=environment(torch.device("cpu")))
+    return Record(run_id=fit.spec.run_id, suite=suite, label=label, spec=fit.spec, status=Status.OK,
+                  kind=RecordKind.TRACED_ESTIMATE, setting=run_setting(fit.spec), memory=fit.memory, notes=notes,
+                  started_at=fit.started_at, wall_s=fit.wall_s,
+                  environment=environment(torch.device("cpu"), recorded_packages()))
+
+
+def estimate_fit(specs: list[RunSpec], request: EstimateRequest) -> int:
+    """`harness.py estimate --fit`: the fit table per budget (and a record per answer)."""
+    fits, wall_s = fit_all(specs, [parse_budget(text) for text in request.values], request.jobs)
+    print(format_fits(fits, wall_s))
+    if request.records:
+        for fit in fits:
+            append_record(request.records, fit_record(fit, request.suite))
+        print(f"{len(fits)} estimate records appended to {request.records}")
+    return 0

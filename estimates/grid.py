@@ -4,11 +4,13 @@ import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
 
+from core.spec import RunSpec
+from core.statuses import Status
+from core.units import GIB
+from estimates import EstimateRequest
 from estimates.traced import traced_record
+from results.records import append_record
 from results.schema import Record
-from suites.spec import RunSpec
-
-GIB = 2**30
 
 
 def grid_records(specs: list[RunSpec], suite: str, jobs: int) -> tuple[list[Record], float]:
@@ -31,10 +33,22 @@ def format_grid(records: list[Record]) -> str:
     for record in records:
         spec, memory = record.spec, record.memory
         head = f"{spec.method:<24}{spec.size:>6}{'yes' if spec.activation_checkpointing else 'no':>5}"
-        if record.status != "ok":
+        if record.status != Status.OK:
             lines.append(f"{head}  could not be traced: {record.error}")
             continue
         refresh = memory.tracker_refresh_peak_bytes
         lines.append(f"{head}{memory.tracker_peak_bytes / GIB:>10.2f}{memory.tracker_steady_peak_bytes / GIB:>12.2f}"
                      f"{'-' if refresh is None else f'{refresh / GIB:.2f}':>13}")
     return "\n".join(lines)
+
+
+def estimate_grid(specs: list[RunSpec], request: EstimateRequest) -> int:
+    """`harness.py estimate --grid`: every spec traced, printed as one table and recorded."""
+    if not request.records:
+        raise ValueError("--grid writes estimate records: give --records PATH")
+    records, wall_s = grid_records(specs, request.suite, request.jobs)
+    print(format_grid(records))
+    for record in records:
+        append_record(request.records, record)
+    print(f"{len(records)} estimate records appended to {request.records}; traced in {wall_s:.0f} s wall")
+    return 1 if any(record.status != Status.OK for record in records) else 0

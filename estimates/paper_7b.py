@@ -3,11 +3,11 @@ claim"), traced with our methods at batch 1 and sequence 2048 in BF16, beside th
 
 import time
 
+from core.spec import RunSpec
+from core.units import GB  # the paper's G here: its 7B figures add up in 10^9 bytes (14 GB of BF16 weights)
 from estimates.paper_numbers import PAPER_7B_LINES
 from estimates.traced import traced_steps
-from suites.spec import RunSpec
 
-GB = 1e9  # the paper's G here: its 7B figures add up in 10^9 bytes (14 GB of BF16 weights)
 # (label, method, options, sequence length)
 RUNS = (
     ("BF16 AdamW", "full", {}, 2048),

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from itertools import product
 
+from core.units import GB, GIB
 from estimates.paper_numbers import PAPER_TOTAL_G, PAPER_WEIGHTS_STATES_G
 from workloads.sizes import model_config, size_default
 
@@ -113,7 +114,7 @@ def parameters(method: str, size: str, convention: Convention) -> tuple[int, int
 @lru_cache(maxsize=None)  # the search asks every cell under every convention, and again for the closest
 def figures_g(method: str, size: str, convention: Convention) -> tuple[float, float]:
     """(weights, states) in the convention's G, before cutting to two decimals."""
-    gigabyte = 10**9 if answer(convention, "unit") == QUESTIONS["unit"][0] else 2**30
+    gigabyte = GB if answer(convention, "unit") == QUESTIONS["unit"][0] else GIB
     return tuple(BF16_BYTES * count / gigabyte for count in parameters(method, size, convention))
 
 
@@ -191,6 +192,11 @@ def search_paper_table() -> TableSearch:
         results.append(Cell(method, size, *figures_g(method, size, best), paper_weights, paper_states,
                             PAPER_TOTAL_G[method][SIZES.index(size)], hits[best][index], len(reproducing), nearest))
     return TableSearch(best, sum(sum(row) == most for row in hits.values()), results)
+
+
+def paper_table_report() -> str:
+    """`harness.py estimate --paper-table`: the search, formatted."""
+    return format_paper_table(search_paper_table())
 
 
 def format_paper_table(search: TableSearch) -> str:

@@ -2,11 +2,11 @@
 full AdamW and GaLore, and each paper's own claim (REFERENCE.md, "Successors") with the ratio
 of ours to it, measured the way the claim is stated."""
 
+from core.spec import RunSpec
+from core.units import GB
 from estimates.paper_numbers import SUCCESSOR_CLAIMS
 from estimates.traced import traced_steps
-from suites.spec import RunSpec
 
-GB = 1e9
 REFERENCES = ("full", "galore")
 """Traced first: the claims are stated against AdamW or GaLore."""
 

@@ -19,13 +19,19 @@ from torch._subclasses.fake_tensor import DataDependentOutputException, FakeTens
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from core.spec import DTYPES, RunSpec
+from core.statuses import RecordKind, Status
+from core.units import GB, GIB
+from estimates import EstimateRequest
+from launchers.packages import recorded_packages
 from meters.environment import environment
 from meters.tracker import CUDA_ALLOCATION_GRANULARITY_BYTES, MemoryTracker, StepMemory, summarize
 from methods import prepare_training
 from methods.base import bitsandbytes
+from results.records import append_record
 from results.schema import Memory, Record
-from suites.spec import DTYPES, RunSpec
-from train import training_step
+from training.loop import training_step
+from training.setting import run_setting
 from workloads import WORKLOADS
 
 CUDA_ASSUMPTIONS = (
@@ -237,18 +243,31 @@ def traced_record(spec: RunSpec, label: str, suite: str) -> Record:
     traced_estimate; a spec that cannot be traced gives a record with status error and the
     message, so a grid of estimates goes on."""
     started = time.time()
-    common = dict(run_id=spec.run_id, suite=suite, label=label, spec=spec, kind="traced_estimate",
+    common = dict(run_id=spec.run_id, suite=suite, label=label, spec=spec, kind=RecordKind.TRACED_ESTIMATE,
+                  setting=run_setting(spec),
                   started_at=datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
-                  environment=environment(torch.device("cpu")))
+                  environment=environment(torch.device("cpu"), recorded_packages()))
     try:
         traced, notes = traced_steps(spec, spec.steps)
     except Exception as error:  # noqa: BLE001 - every failure must become a record
-        return Record(**common, status="error", error=f"{type(error).__name__}: {error}",
+        return Record(**common, status=Status.ERROR, error=f"{type(error).__name__}: {error}",
                       traceback=traceback.format_exc(limit=-8), wall_s=time.time() - started)
-    return Record(**common, status="ok", memory=Memory(**summarize(traced)), notes=notes, wall_s=time.time() - started)
+    return Record(**common, status=Status.OK, memory=Memory.of(summarize(traced)), notes=notes,
+                  wall_s=time.time() - started)
 
 
-GIB = 2**30
+def estimate_each(specs: list[RunSpec], request: EstimateRequest) -> int:
+    """`harness.py estimate`: each spec traced and printed (and recorded); 1 when one failed."""
+    failed = 0
+    for spec in specs:
+        record = traced_record(spec, label=spec.method, suite=request.suite)
+        print(format_traced(record))
+        failed += record.status != Status.OK
+        if request.records:
+            append_record(request.records, record)
+    if request.records:
+        print(f"{len(specs)} estimate records appended to {request.records}")
+    return 1 if failed else 0
 
 
 def _refresh_line(memory: Memory) -> str:
@@ -267,11 +286,11 @@ def format_traced(record: Record) -> str:
         f"method {spec.method}{options}, batch {spec.batch_size} x seq {spec.seq_len} x accumulation "
         f"{spec.grad_accum}, {spec.dtype}",
     ]
-    if record.status != "ok":
+    if record.status != Status.OK:
         return "\n".join(lines + [f"could not be traced: {record.error}"])
     peak = memory.tracker_peak_bytes
     lines += [
-        f"peak: {peak / GIB:.2f} GiB ({peak / 1e9:.2f} GB) in step {memory.tracker_peak_step} of {spec.steps} traced "
+        f"peak: {peak / GIB:.2f} GiB ({peak / GB:.2f} GB) in step {memory.tracker_peak_step} of {spec.steps} traced "
         "(step 0 creates the optimizer state, step 1 runs with it)",
     ]
     if memory.tracker_refresh_peak_bytes is not None:

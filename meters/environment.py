@@ -12,7 +12,9 @@ from meters import nvml
 from results.schema import Environment
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "galore-torch", "datasets")
+BASE_PACKAGES = ("torch", "transformers", "nvidia-ml-py")
+"""What every run imports, whatever its method, workload and launcher: the rest declare theirs
+(Method.packages, Workload.packages, Launcher.packages; launchers.recorded_packages gathers them)."""
 
 
 def _version(package: str) -> str | None:
@@ -37,11 +39,12 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
-def environment(device: torch.device) -> Environment:
+def environment(device: torch.device, packages: tuple[str, ...]) -> Environment:
+    """Where a run on `device` happens, naming the installed version of each of `packages`."""
     status = _git("status", "--porcelain", "--untracked-files=no")
     return Environment(
         python=platform.python_version(),
-        packages={name: _version(name) for name in PACKAGES},
+        packages={name: _version(name) for name in packages},
         cuda=torch.version.cuda,
         driver=nvml.driver_version(),
         device_type=device.type,

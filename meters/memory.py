@@ -6,6 +6,7 @@ import torch
 
 from meters import nvml
 from meters.tracker import plain_tensors, tensors_within
+from results.schema import DeviceFigures, StateFigures
 
 
 def reset_peaks(device: torch.device):
@@ -13,20 +14,15 @@ def reset_peaks(device: torch.device):
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def peak_memory(device: torch.device) -> dict:
+def peak_memory(device: torch.device) -> DeviceFigures:
     """Device counters in bytes; absent counters are None rather than guessed."""
-    figures = {
-        # The worker process's peak resident set: on CPU it includes the Python and torch
-        # libraries (a few hundred MB), so compare methods by difference, not by value.
-        "process_peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-        "cuda_max_allocated_bytes": None,
-        "cuda_max_reserved_bytes": None,
-        "nvml_process_bytes": None,
-    }
+    # The worker process's peak resident set: on CPU it includes the Python and torch
+    # libraries (a few hundred MB), so compare methods by difference, not by value.
+    figures = DeviceFigures(process_peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     if device.type == "cuda":
-        figures["cuda_max_allocated_bytes"] = torch.cuda.max_memory_allocated(device)
-        figures["cuda_max_reserved_bytes"] = torch.cuda.max_memory_reserved(device)
-        figures["nvml_process_bytes"] = nvml.process_memory_bytes(device.index or 0)
+        figures.cuda_max_allocated_bytes = torch.cuda.max_memory_allocated(device)
+        figures.cuda_max_reserved_bytes = torch.cuda.max_memory_reserved(device)
+        figures.nvml_process_bytes = nvml.process_memory_bytes(device.index or 0)
     return figures
 
 
@@ -44,11 +40,11 @@ def optimizer_state_bytes(optimizer) -> int:
     return storage_bytes(tensors_within(optimizer.state))
 
 
-def state_bytes(training) -> dict:
+def state_bytes(training) -> StateFigures:
     """Bytes of weights and optimizer state at the end of training."""
     parameters = list(training.model.parameters())
-    return {
-        "trainable_weight_bytes": storage_bytes(p for p in parameters if p.requires_grad),
-        "frozen_weight_bytes": storage_bytes(p for p in parameters if not p.requires_grad),
-        "optimizer_state_bytes": optimizer_state_bytes(training.optimizer),
-    }
+    return StateFigures(
+        trainable_weight_bytes=storage_bytes(p for p in parameters if p.requires_grad),
+        frozen_weight_bytes=storage_bytes(p for p in parameters if not p.requires_grad),
+        optimizer_state_bytes=optimizer_state_bytes(training.optimizer),
+    )

@@ -5,6 +5,8 @@ import time
 
 import torch
 
+from results.schema import Throughput
+
 
 class StepClock:
     """Times optimizer steps; the first `warmup_steps` are excluded from every figure."""
@@ -30,16 +32,16 @@ class StepClock:
         self.step_seconds.append(time.perf_counter() - self._started)
         self.step_tokens.append(tokens)
 
-    def summary(self) -> dict:
+    def summary(self) -> Throughput:
         timed = self.step_seconds[self.warmup_steps :]
         tokens = self.step_tokens[self.warmup_steps :]
         if not timed:
-            return {"timed_steps": 0}
+            return Throughput(timed_steps=0)
         percentiles = statistics.quantiles(timed, n=10, method="inclusive") if len(timed) > 1 else [timed[0]] * 9
-        return {
-            "timed_steps": len(timed),
-            "tokens_per_s": sum(tokens) / sum(timed),
-            "step_time_mean_s": statistics.fmean(timed),
-            "step_time_p50_s": statistics.median(timed),
-            "step_time_p90_s": percentiles[8],
-        }
+        return Throughput(
+            timed_steps=len(timed),
+            tokens_per_s=sum(tokens) / sum(timed),
+            step_time_mean_s=statistics.fmean(timed),
+            step_time_p50_s=statistics.median(timed),
+            step_time_p90_s=percentiles[8],
+        )

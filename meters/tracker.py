@@ -39,6 +39,7 @@ from torch.utils._pytree import tree_leaves
 from torch.utils.weak import WeakIdKeyDictionary
 
 from results.schema import MEMORY_CATEGORIES as CATEGORIES
+from results.schema import TrackerFigures
 
 # The CUDA caching allocator hands out blocks in multiples of 512 bytes.
 CUDA_ALLOCATION_GRANULARITY_BYTES = 512
@@ -275,24 +276,23 @@ class MemoryTracker(TorchDispatchMode):
             )
         )
 
-    def summary(self) -> dict:
-        """Record fields of the tracked steps (see summarize)."""
+    def summary(self) -> TrackerFigures:
+        """The record's figures of the tracked steps (see summarize)."""
         return summarize(self.steps)
 
 
-def summarize(steps: list[StepMemory]) -> dict:
-    """Record fields: the highest peak of the steps with its breakdown, the breakdown at the
-    end of the last step (the steady state), and the highest peaks of the refresh steps and
-    of the others apart; None for each without such steps."""
+def summarize(steps: list[StepMemory]) -> TrackerFigures:
+    """The highest peak of the steps with its breakdown, the breakdown at the end of the last
+    step (the steady state), and the highest peaks of the refresh steps and of the others
+    apart; every figure None without steps."""
     if not steps:
-        return dict.fromkeys(("tracker_peak_bytes", "tracker_peak_step", "tracker_at_peak_bytes",
-                              "tracker_at_step_end_bytes", "tracker_steady_peak_bytes", "tracker_refresh_peak_bytes"))
+        return TrackerFigures()
     highest = max(steps, key=lambda s: s.peak_bytes)
-    return {
-        "tracker_peak_bytes": highest.peak_bytes,
-        "tracker_peak_step": steps.index(highest),
-        "tracker_at_peak_bytes": highest.at_peak_bytes,
-        "tracker_at_step_end_bytes": steps[-1].at_step_end_bytes,
-        "tracker_steady_peak_bytes": max((s.peak_bytes for s in steps if not s.refresh), default=None),
-        "tracker_refresh_peak_bytes": max((s.peak_bytes for s in steps if s.refresh), default=None),
-    }
+    return TrackerFigures(
+        tracker_peak_bytes=highest.peak_bytes,
+        tracker_peak_step=steps.index(highest),
+        tracker_at_peak_bytes=highest.at_peak_bytes,
+        tracker_at_step_end_bytes=steps[-1].at_step_end_bytes,
+        tracker_steady_peak_bytes=max((s.peak_bytes for s in steps if not s.refresh), default=None),
+        tracker_refresh_peak_bytes=max((s.peak_bytes for s in steps if s.refresh), default=None),
+    )

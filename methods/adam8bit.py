@@ -8,4 +8,5 @@ def prepare(model, spec, options, workload):
     return Training(model=model, optimizer=optimizer, scheduler=warmup_cosine_schedule(optimizer, spec))
 
 
-METHOD = Method("adam8bit", prepare, NoOptions, "bitsandbytes AdamW8bit (blockwise 8-bit moments)", fsdp2=True)
+METHOD = Method("adam8bit", prepare, NoOptions, "bitsandbytes AdamW8bit (blockwise 8-bit moments)", fsdp2=True,
+                packages=("bitsandbytes",))

@@ -10,7 +10,6 @@ from adam_mini import Adam_mini
 
 from methods.base import Method, NoOptions, Training, warmup_cosine_schedule
 
-
 # The package's default names fit LLaMA. In RoBERTa its "embed" and "output" would also catch
 # the LayerNorms under embeddings.* and *.output.* as per-neuron blocks, which fails on a 1-D
 # weight; these names (its documented way to adapt) leave norms to one value per tensor.
@@ -40,4 +39,5 @@ def prepare(model, spec, options: NoOptions, workload) -> Training:
     return Training(model=model, optimizer=optimizer, scheduler=warmup_cosine_schedule(optimizer, spec))
 
 
-METHOD = Method("adam_mini", prepare, NoOptions, "Adam-mini (adam-mini): one second-moment value per block")
+METHOD = Method("adam_mini", prepare, NoOptions, "Adam-mini (adam-mini): one second-moment value per block",
+                packages=("adam-mini",))

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 
 from apollo_torch import APOLLOAdamW
 
-from methods.base import Method, Training, projected_and_plain, warmup_cosine_schedule
+from methods.base import Method, Training, options_rank, projected_and_plain, warmup_cosine_schedule
 from methods.layerwise import layerwise_training
 
 PROJECTIONS = ("random", "svd")
 SCALE_TYPES = ("channel", "tensor")
+PACKAGES = ("apollo-torch",)
 
 
 @dataclass(frozen=True)
@@ -91,8 +92,11 @@ def prepare_layerwise(model, spec, options: ApolloOptions, workload) -> Training
     return layerwise_training(model, spec, optimizer_of)
 
 
-APOLLO = Method("apollo", prepare, ApolloOptions, "APOLLO (apollo-torch): channel-wise scaled updates from random-projected moments")
-APOLLO_MINI = Method("apollo_mini", prepare, ApolloMiniOptions, "APOLLO-Mini (apollo-torch): rank 1, tensor-wise scaling")
+APOLLO = Method("apollo", prepare, ApolloOptions, "APOLLO (apollo-torch): channel-wise scaled updates from random-projected moments",
+                packages=PACKAGES, rank=options_rank)
+APOLLO_MINI = Method("apollo_mini", prepare, ApolloMiniOptions, "APOLLO-Mini (apollo-torch): rank 1, tensor-wise scaling",
+                     packages=PACKAGES, rank=options_rank)
 APOLLO_LAYERWISE = Method(
-    "apollo_layerwise", prepare_layerwise, ApolloOptions, "APOLLO (apollo-torch), layer-wise updates"
+    "apollo_layerwise", prepare_layerwise, ApolloOptions, "APOLLO (apollo-torch), layer-wise updates", packages=PACKAGES,
+    rank=options_rank,
 )

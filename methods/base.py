@@ -9,8 +9,8 @@ import bitsandbytes.functional
 import torch
 from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
-from suites.options import parse_options
-from suites.spec import RunSpec
+from core.options import parse_options
+from core.spec import RunSpec
 
 
 @dataclass
@@ -52,14 +52,29 @@ class Method:
     """One line for `harness.py list`."""
     svd_rank: bool = False
     """Its optimizer groups' "rank" is that of an SVD of each weight's gradient, so it can be at
-    most the weight's smaller side; suites are refused one that is larger (suites/preflight.py)."""
+    most the weight's smaller side; a larger one is refused before any run (training/preflight.py)."""
     fsdp2: bool = False
     """It trains under sharding = "fsdp2" (each rank holds a shard of every weight, as a DTensor);
     the others are refused before the run (methods/__init__.py says why, per family)."""
+    packages: tuple[str, ...] = ()
+    """The distributions it imports beyond torch and transformers (their pip names): records
+    name their versions and the memory gate watches them."""
+    rank: Callable | None = None
+    """rank(options, spec) -> the rank it trains at, its default resolved (a low-rank method);
+    None for full-rank methods. Records carry it, typed, for reports to key rows on."""
 
     def parse_options(self, values: dict):
         """The options dataclass; an OptionError names any key or value it does not accept."""
         return parse_options(self.options, values)
+
+    def rank_of(self, spec: RunSpec) -> int | None:
+        """The rank the spec trains at, None for a full-rank method."""
+        return None if self.rank is None else self.rank(self.parse_options(spec.method_options), spec)
+
+
+def options_rank(options, spec) -> int:
+    """Method.rank of a method whose options name the rank it trains at."""
+    return options.rank
 
 
 @dataclass(frozen=True)

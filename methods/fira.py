@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from fira import FiraAdamW
 
 from methods.base import Method, Training, projected_and_plain, warmup_cosine_schedule
-from methods.galore_projector import check_projection_options
-from workloads.sizes import size_default
+from methods.galore_projector import check_projection_options, galore_rank
+
 
 @dataclass(frozen=True)
 class FiraOptions:
@@ -38,7 +38,7 @@ class FiraOptions:
 def prepare(model, spec, options: FiraOptions, workload) -> Training:
     projected, plain = projected_and_plain(model, options.target_modules, workload)
     settings = {
-        "rank": options.rank or size_default(spec.workload, spec.size, "galore_rank"),
+        "rank": galore_rank(options, spec),
         "update_proj_gap": options.update_proj_gap,
         "alpha": options.alpha,
         "proj_type": options.proj_type,
@@ -49,5 +49,6 @@ def prepare(model, spec, options: FiraOptions, workload) -> Training:
 
 
 METHOD = Method(
-    "fira", prepare, FiraOptions, "Fira (fira): GaLore plus the norm-scaled full-rank residual", svd_rank=True
+    "fira", prepare, FiraOptions, "Fira (fira): GaLore plus the norm-scaled full-rank residual", svd_rank=True,
+    packages=("fira",), rank=galore_rank,
 )

@@ -12,9 +12,8 @@ import torch
 from methods.base import Method, Training, projected_and_plain, warmup_cosine_schedule
 from methods.galore_adamw import GaLoreAdamW
 from methods.galore_adamw8bit import GaLoreAdamW8bit
-from methods.galore_projector import check_projection_options
+from methods.galore_projector import check_projection_options, galore_rank
 from methods.layerwise import layerwise_training
-from workloads.sizes import size_default
 
 
 @dataclass(frozen=True)
@@ -37,9 +36,8 @@ class GaLoreOptions:
 def param_groups(model: torch.nn.Module, spec, options: GaLoreOptions, workload) -> list[dict]:
     """A plain group and a GaLore group (the optimizers' per-group rank, T, α, proj_type)."""
     projected, plain = projected_and_plain(model, options.target_modules, workload)
-    rank = options.rank or size_default(spec.workload, spec.size, "galore_rank")
     galore_settings = {
-        "rank": rank,
+        "rank": galore_rank(options, spec),
         "update_proj_gap": options.update_proj_gap,
         "scale": options.scale,
         "proj_type": options.proj_type,
@@ -87,16 +85,20 @@ def prepare_reference(model, spec, options, workload) -> Training:
                     is_refresh_step=refresh_steps(options))
 
 
-GALORE = Method("galore", _one_optimizer(GaLoreAdamW), GaLoreOptions, "GaLore AdamW (low-rank projected moments)", svd_rank=True)
+GALORE = Method("galore", _one_optimizer(GaLoreAdamW), GaLoreOptions, "GaLore AdamW (low-rank projected moments)", svd_rank=True,
+                rank=galore_rank)
 GALORE_8BIT = Method(
-    "galore8bit", _one_optimizer(GaLoreAdamW8bit), GaLoreOptions, "GaLore with bitsandbytes 8-bit moments", svd_rank=True
+    "galore8bit", _one_optimizer(GaLoreAdamW8bit), GaLoreOptions, "GaLore with bitsandbytes 8-bit moments", svd_rank=True,
+    packages=("bitsandbytes",), rank=galore_rank,
 )
 GALORE_LAYERWISE = Method(
-    "galore_layerwise", _layerwise(GaLoreAdamW), GaLoreOptions, "GaLore AdamW, layer-wise updates", svd_rank=True
+    "galore_layerwise", _layerwise(GaLoreAdamW), GaLoreOptions, "GaLore AdamW, layer-wise updates", svd_rank=True, rank=galore_rank
 )
 GALORE_8BIT_LAYERWISE = Method(
-    "galore8bit_layerwise", _layerwise(GaLoreAdamW8bit), GaLoreOptions, "8-bit GaLore, layer-wise updates", svd_rank=True
+    "galore8bit_layerwise", _layerwise(GaLoreAdamW8bit), GaLoreOptions, "8-bit GaLore, layer-wise updates", svd_rank=True,
+    packages=("bitsandbytes",), rank=galore_rank,
 )
 GALORE_REFERENCE = Method(
-    "galore_ref", prepare_reference, GaLoreOptions, "galore-torch 1.0's GaLoreAdamW (the reference)", svd_rank=True
+    "galore_ref", prepare_reference, GaLoreOptions, "galore-torch 1.0's GaLoreAdamW (the reference)", svd_rank=True,
+    packages=("galore-torch",), rank=galore_rank,
 )

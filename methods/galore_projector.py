@@ -8,6 +8,8 @@ on the right R = G Qᵀ with Q = Vh[:r] (r x n), on the left R = Pᵀ G with P =
 
 import torch
 
+from workloads.sizes import size_default
+
 PROJ_TYPES = ("std", "reverse_std", "left", "right", "full")
 
 
@@ -20,6 +22,12 @@ def check_projection_options(rank: int | None, update_proj_gap: int, proj_type: 
         raise ValueError(f"options.rank must be a positive integer, got {rank!r}")
     if update_proj_gap < 1:
         raise ValueError(f"options.update_proj_gap must be a positive integer, got {update_proj_gap!r}")
+
+
+def galore_rank(options, spec) -> int:
+    """The projection rank of GaLore's family: the option, or the model size's galore_rank
+    (workloads/sizes.toml). Also their Method.rank."""
+    return options.rank or size_default(spec.workload, spec.size, "galore_rank")
 
 
 def projection_sides(shape: torch.Size, proj_type: str) -> tuple[str, ...]:

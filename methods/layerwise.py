@@ -6,17 +6,24 @@ accumulation: the hooks step only during the step's last micro-batch, so each pa
 updated once per optimizer step with its accumulated gradient, and the lr schedule, which
 drives the one LayerwiseOptimizer below, advances once per step as for any other method.
 
-On several ranks each hook first averages its gradient over the ranks (data_parallel.py says
-why this, and not DistributedDataParallel): every rank then applies the same update, and
+On several ranks each hook first averages its gradient over the ranks (training/parallel.py
+says why this, and not DistributedDataParallel): every rank then applies the same update, and
 GaLore's projectors come from the same gradient on every rank.
 """
 
 from collections.abc import Mapping
 
 import torch
+import torch.distributed as dist
 
-from data_parallel import average_gradient
 from methods.base import Method, NoOptions, Training, adamw, adamw8bit, warmup_cosine_schedule
+
+
+def average_gradient(gradient: torch.Tensor):
+    """All-reduce one gradient to its mean over the ranks, in place; nothing with one rank."""
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(gradient)  # gloo has no AVG
+        gradient.div_(dist.get_world_size())
 
 
 class _MergedState(Mapping):
@@ -122,4 +129,5 @@ ADAM8BIT_METHOD = Method(
     _one_optimizer_per_parameter(adamw8bit),
     NoOptions,
     "bitsandbytes AdamW8bit, layer-wise updates",
+    packages=("bitsandbytes",),
 )

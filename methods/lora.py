@@ -15,7 +15,7 @@ import torch
 # prints on every LoRA model is about their code, not the user's.
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
-from methods.base import Method, Training, adamw, warmup_cosine_schedule
+from methods.base import Method, Training, adamw, options_rank, warmup_cosine_schedule
 
 
 @dataclass(frozen=True)
@@ -60,4 +60,5 @@ def prepare(model, spec, options, workload):
     return Training(model=lora_model, optimizer=optimizer, scheduler=warmup_cosine_schedule(optimizer, spec))
 
 
-METHOD = Method("lora", prepare, LoraOptions, "LoRA via peft on attention/MLP Linears", fsdp2=True)
+METHOD = Method("lora", prepare, LoraOptions, "LoRA via peft on attention/MLP Linears", fsdp2=True, packages=("peft",),
+                rank=options_rank)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from methods import full
-from methods.base import Method, NoOptions, linear_layers
+from methods.base import Method, NoOptions, linear_layers, options_rank
 
 
 @dataclass(frozen=True)
@@ -67,4 +67,5 @@ METHOD = Method(
     prepare,
     LowRankOptions,
     "Low-Rank baseline: attention/MLP weights factorised W = B A, trained from scratch with AdamW",
+    rank=options_rank,
 )

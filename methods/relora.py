@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from peft.tuners.lora import LoraLayer
 
-from methods.base import Method, Training, adamw
+from methods.base import Method, Training, adamw, options_rank
 from methods.jagged_cosine import jagged_cosine_schedule
 from methods.lora import LoraOptions, wrap_with_lora
 
@@ -153,5 +153,6 @@ def prepare(model, spec, options, workload):
 
 
 METHOD = Method(
-    "relora", prepare, ReloraOptions, "ReLoRA: peft LoRA merged and restarted every reset_interval steps, jagged cosine lr"
+    "relora", prepare, ReloraOptions, "ReLoRA: peft LoRA merged and restarted every reset_interval steps, jagged cosine lr",
+    packages=("peft",), rank=options_rank,
 )

@@ -4,9 +4,9 @@ one line here."""
 
 from dataclasses import dataclass, fields
 
+from core.units import MIB
 from results.schema import MEMORY_CATEGORIES, Memory, Metrics, Record
 
-MIB = 2**20
 TABLES = ("memory", "breakdown", "speed", "quality")
 """The summary's tables, in the order the report shows them (split so each fits a laptop screen)."""
 

@@ -3,21 +3,21 @@ apart from every measured figure."""
 
 import pandas as pd
 
+from core.statuses import RecordKind, Status
+from core.units import GB
 from results.schema import MEMORY_CATEGORIES, Record
-
-GB = 1e9
 
 
 def estimates_table(records: list[Record], labels: dict[str, str]) -> pd.DataFrame:
     """One row per traced estimate (failed ones with their status), by row label, figures as text."""
     rows = []
     for record in records:
-        if record.kind != "traced_estimate":
+        if record.kind != RecordKind.TRACED_ESTIMATE:
             continue
         spec = record.spec
         row = {"workload": record.workload_name, "method": labels[record.run_id],
                "setting": f"batch {spec.batch_size}, seq {spec.seq_len}, {spec.dtype}",
-               "status": record.status if record.status == "ok" else f"{record.status}: {record.error}"}
+               "status": record.status if record.status == Status.OK else f"{record.status}: {record.error}"}
         peak, breakdown = record.memory.tracker_peak_bytes, record.memory.tracker_at_peak_bytes or {}
         row["estimated peak (GB)"] = f"{peak / GB:.2f}" if peak else None
         for category in MEMORY_CATEGORIES:
@@ -25,6 +25,6 @@ def estimates_table(records: list[Record], labels: dict[str, str]) -> pd.DataFra
                                                          if category in breakdown else None)
         rows.append(row)
     table = pd.DataFrame(rows).dropna(axis=1, how="all")
-    if len(table) and (table.status == "ok").all():
+    if len(table) and (table.status == Status.OK).all():
         table = table.drop(columns="status")  # a column of "ok" says nothing
     return table

@@ -5,7 +5,7 @@ sequence-dependent FLOPs and LoRA's cheaper frozen-weight backward are left out)
 approximation. Peaks are dense (no sparsity) BF16 tensor-core figures from the vendors'
 datasheets; a GPU not listed gets no MFU rather than a guess."""
 
-from suites.spec import DTYPES
+from core.spec import DTYPES
 
 PEAK_BF16_FLOPS = (
     # (substring of torch.cuda.get_device_name, peak FLOP/s); more specific names first.

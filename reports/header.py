@@ -3,6 +3,7 @@ produce them, rebuilt from the records (a record names its suite, not the comman
 
 import pandas as pd
 
+from core.statuses import RecordKind
 from results.schema import Record
 
 PACKAGES = ("torch", "transformers", "peft", "bitsandbytes")
@@ -20,7 +21,7 @@ def _environment_row(record: Record) -> dict:
 
 def environment_table(records: list[Record]) -> pd.DataFrame:
     """One row per distinct environment of the measured runs (normally one), with its run count."""
-    rows = [_environment_row(record) for record in records if record.kind == "run"]
+    rows = [_environment_row(record) for record in records if record.kind == RecordKind.RUN]
     if not rows:
         return pd.DataFrame()
     frame = pd.DataFrame(rows).fillna("–")
@@ -31,10 +32,10 @@ def environment_table(records: list[Record]) -> pd.DataFrame:
 def commands(records: list[Record]) -> list[str]:
     """Commands that produce these records: `run` per suite; `estimate` per size and setting."""
     lines = [f"python harness.py run suites/{suite}.toml"
-             for suite in dict.fromkeys(r.suite for r in records if r.kind == "run")]
+             for suite in dict.fromkeys(r.suite for r in records if r.kind == RecordKind.RUN)]
     estimates: dict[tuple, list[str]] = {}
     for record in records:
-        if record.kind == "traced_estimate":
+        if record.kind == RecordKind.TRACED_ESTIMATE:
             spec = record.spec
             options = " ".join(f"--option {key}={value}" for key, value in sorted(spec.method_options.items()))
             setting = (spec.workload, spec.size, spec.seq_len, spec.batch_size, spec.dtype, options, record.suite)

@@ -28,7 +28,7 @@ def row_labels(records: list[Record], across_sizes: bool = False) -> dict[str, s
     across model sizes (the estimates plot), the size not counted as a setting."""
     groups: dict[tuple[str, str], list[Record]] = {}
     for record in records:
-        workload = f"{record.spec.workload} {record.spec.data.get('task')}" if across_sizes else record.workload_name
+        workload = f"{record.spec.workload} {record.setting.task}" if across_sizes else record.workload_name
         groups.setdefault((workload, record.label), []).append(record)
     ignored = NOT_SETTINGS + ("size",) if across_sizes else NOT_SETTINGS
     labels = {}

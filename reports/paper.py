@@ -6,15 +6,16 @@ from statistics import mean
 
 import pandas as pd
 
+from core.statuses import RecordKind, Status
+from core.units import GB  # the paper's G: its figures add up in 10^9 bytes (estimates/paper_table.py)
 from estimates.paper_numbers import PAPER_7B_PEAK_GB, PAPER_PERPLEXITY, PAPER_RANKS, PAPER_SIZES, PAPER_TOTAL_G
 from results.schema import Record
 
-GB = 1e9  # the paper's G: its figures add up in 10^9 bytes (estimates/paper_table.py)
 ESTIMATED, MEASURED = "ours, traced estimate", "ours, measured"
 
 
 def _ok(records: list[Record], kind: str) -> list[Record]:
-    return [r for r in records if r.kind == kind and r.status == "ok" and r.spec.workload == "llama"]
+    return [r for r in records if r.kind == kind and r.status == Status.OK and r.spec.workload == "llama"]
 
 
 def _weights_and_state_at_step_end(record: Record) -> int | None:
@@ -25,13 +26,15 @@ def _weights_and_state_at_step_end(record: Record) -> int | None:
 
 
 def _table2_setting(record: Record, method: str, size: str) -> bool:
-    """A record of Table 2's method, size and rank (GaLore's default rank is the table's; the
-    other low-rank methods must name it)."""
+    """A record of Table 2's method, size and rank (the rank it trained at, its default resolved)."""
     spec = record.spec
     if spec.method != method or spec.size != size:
         return False
-    rank = spec.method_options.get("rank")
+    rank = record.setting.rank
     table_rank = PAPER_RANKS[PAPER_SIZES.index(size)]
+    # Records before schema v3 name no rank where GaLore took its size's default; they are
+    # matched as before, as if at the table's rank (true at 60M-350M; at 1B the default is the
+    # scripts' 1024, workloads/sizes.toml).
     return method == "full" or rank == table_rank or (method == "galore" and rank is None)
 
 
@@ -63,7 +66,7 @@ def _table2_perplexity(runs: list[Record]) -> list[dict]:
     for method, perplexities in PAPER_PERPLEXITY.items():
         for size, paper in zip(PAPER_SIZES, perplexities):
             measured = [r.metrics.perplexity for r in runs if _table2_setting(r, method, size)
-                        and r.spec.data.get("corpus") == "c4" and r.metrics.perplexity]
+                        and r.setting.corpus == "c4" and r.metrics.perplexity]
             if measured:
                 rows.append(_row(f"Table 2 perplexity: {size}, C4", method, paper, "ppl", [], measured))
     return rows
@@ -74,7 +77,7 @@ def _paper_7b(estimates: list[Record], runs: list[Record]) -> list[dict]:
     for (method, seq_len, rank), paper in PAPER_7B_PEAK_GB.items():
         match = lambda r: (r.spec.method == method and r.spec.size == "7b" and r.spec.seq_len == seq_len  # noqa: E731
                            and r.spec.batch_size == 1 and r.spec.dtype == "bfloat16"
-                           and r.spec.method_options.get("rank") == rank)
+                           and r.setting.rank == rank)
         estimated = [r.memory.tracker_peak_bytes / GB for r in estimates if match(r)]
         measured = [r.memory.tracker_peak_bytes / GB for r in runs if match(r) and r.memory.tracker_peak_bytes]
         if estimated or measured:
@@ -85,6 +88,6 @@ def _paper_7b(estimates: list[Record], runs: list[Record]) -> list[dict]:
 
 def paper_comparison(records: list[Record]) -> pd.DataFrame:
     """One row per matched paper setting and method; an empty frame where nothing matches."""
-    estimates, runs = _ok(records, "traced_estimate"), _ok(records, "run")
+    estimates, runs = _ok(records, RecordKind.TRACED_ESTIMATE), _ok(records, RecordKind.RUN)
     rows = _table2_memory(estimates, runs) + _table2_perplexity(runs) + _paper_7b(estimates, runs)
     return pd.DataFrame(rows)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import matplotlib
 
+from core.statuses import RecordKind, Status
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen before pyplot loads
 
@@ -20,7 +22,7 @@ def ok_runs_by_workload(records: list[Record]) -> dict[str, list[Record]]:
     """Successful runs grouped by the table's workload name (a GLUE task gets its own panel)."""
     by_workload: dict[str, list[Record]] = {}
     for record in records:
-        if record.status == "ok" and record.kind == "run":
+        if record.status == Status.OK and record.kind == RecordKind.RUN:
             by_workload.setdefault(record.workload_name, []).append(record)
     return by_workload
 

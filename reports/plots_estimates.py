@@ -3,10 +3,11 @@ of common GPUs drawn across, so a reader sees which method fits their card."""
 
 from pathlib import Path
 
+from core.statuses import RecordKind, Status
+from core.units import GB
 from reports.plots import legend_below, panels, save
 from results.schema import Record
 
-GB = 1e9
 CARDS_GB = ((24, "24 GB (RTX 4090, L4)"), (40, "40 GB (A100 40GB)"), (80, "80 GB (A100/H100 80GB)"))
 
 
@@ -19,7 +20,7 @@ def estimates_by_setting(records: list[Record]) -> dict[str, list[Record]]:
     """Successful traced estimates grouped by workload, batch, sequence length and dtype."""
     by_setting: dict[str, list[Record]] = {}
     for record in records:
-        if record.kind == "traced_estimate" and record.status == "ok" and record.memory.tracker_peak_bytes:
+        if record.kind == RecordKind.TRACED_ESTIMATE and record.status == Status.OK and record.memory.tracker_peak_bytes:
             by_setting.setdefault(_setting(record), []).append(record)
     return by_setting
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from core.statuses import RecordKind, Status
 from reports.document import Code, Heading, Image, Table, Text, to_markdown
 from reports.estimates_table import estimates_table
 from reports.glance import glance_lines
@@ -45,7 +46,7 @@ def _format_paper(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _header_blocks(records, paths) -> list:
     suites = ", ".join(dict.fromkeys(r.suite for r in records))
-    runs = sum(r.kind == "run" for r in records)
+    runs = sum(r.kind == RecordKind.RUN for r in records)
     blocks = [Heading(f"Report: {suites}", 1),
               Text(f"From {', '.join(f'`{p}`' for p in paths)}: {runs} runs, {len(records) - runs} traced estimates "
                    "(the newest record of each run id).")]
@@ -64,7 +65,7 @@ def _summary_blocks(runs, baseline: str, summary: pd.DataFrame) -> list:
               Text(SUMMARY_NOTES.format(baseline=baseline))]
     for name, table in display_tables(summary, baseline).items():
         blocks += [Heading(TABLE_TITLES[name], 3), Table(table)]
-    failed = [r for r in runs if r.status != "ok"]
+    failed = [r for r in runs if r.status != Status.OK]
     if failed:
         blocks += [Heading("Runs that did not finish ok", 3),
                    Table(pd.DataFrame([{"workload": r.workload_name, "method": r.label, "seed": str(r.spec.seed),
@@ -98,8 +99,8 @@ def render_report(results_paths, out_dir: Path | None = None, baseline: str = "f
         raise ValueError(f"{', '.join(map(str, paths))}: no records to report")
     out_dir = Path(out_dir or REPORTS_DIR / paths[0].stem)
     out_dir.mkdir(parents=True, exist_ok=True)
-    runs = [record for record in latest if record.kind == "run"]
-    traced = [record for record in latest if record.kind == "traced_estimate"]
+    runs = [record for record in latest if record.kind == RecordKind.RUN]
+    traced = [record for record in latest if record.kind == RecordKind.TRACED_ESTIMATE]
     labels = {**row_labels(runs), **row_labels(traced, across_sizes=True)}
     summary = summary_frame(runs_frame(runs), baseline) if runs else pd.DataFrame()
 

@@ -7,6 +7,7 @@ tables, each in its column's display unit."""
 
 import pandas as pd
 
+from core.statuses import Status
 from reports.columns import COLUMNS, TABLES
 from reports.gpus import mfu, parameter_count
 from reports.labels import row_labels
@@ -47,8 +48,8 @@ def runs_frame(records: list[Record]) -> pd.DataFrame:
 
 def _status_text(statuses: pd.Series) -> str:
     counts = statuses.value_counts()
-    ok = int(counts.get("ok", 0))
-    failed = ", ".join(f"{count} {status}" for status, count in counts.items() if status != "ok")
+    ok = int(counts.get(Status.OK, 0))
+    failed = ", ".join(f"{count} {status}" for status, count in counts.items() if status != Status.OK)
     return f"{ok}/{len(statuses)} ok" + (f"; {failed}" if failed else "")
 
 
@@ -62,7 +63,7 @@ def summary_frame(runs: pd.DataFrame, baseline: str = "full") -> pd.DataFrame:
     summary["runs ok"] = grouped.status.apply(_status_text)
     summary["errors"] = grouped.error.apply(lambda errors: "; ".join(sorted(set(errors.dropna()))))
     figure_keys = [column.key for column in COLUMNS] + [MFU_KEY]
-    numbers = runs[runs.status == "ok"][KEYS + figure_keys].copy()
+    numbers = runs[runs.status == Status.OK][KEYS + figure_keys].copy()
     for key in figure_keys:
         numbers[key] = pd.to_numeric(numbers[key], errors="coerce")  # None -> NaN
     ok = numbers.groupby(KEYS, sort=False)

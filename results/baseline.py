@@ -12,14 +12,13 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from core.statuses import RecordKind, Status
 from results.records import latest_by_run
 from results.schema import Record
 
 BASELINE_VERSION = 1
 DEFAULT_TOLERANCE = 0.01
 DEFAULT_LOSS_TOLERANCE = 0.02
-GATED_PACKAGES = ("torch", "transformers", "peft", "bitsandbytes")
-"""Versions that move bytes; a baseline from other versions is flagged at the top of the table."""
 VERDICTS = ("same", "improved", "REGRESSED", "new", "missing")
 FAILING_VERDICTS = ("REGRESSED", "missing")
 
@@ -39,7 +38,7 @@ class BaselineRun:
     workload: str
     """Workload and size (and task), as reports name it."""
     kind: str
-    """"run" or "traced_estimate"."""
+    """The record's kind (core.statuses.RecordKind)."""
     figures_bytes: dict[str, int]
     """Gated figure name -> bytes (see gated_figures)."""
     final_loss: float | None = None
@@ -53,7 +52,8 @@ class Baseline:
     runs: list[BaselineRun]
     """Every run of the suite."""
     packages: dict[str, str | None] = field(default_factory=dict)
-    """Versions of GATED_PACKAGES the figures were measured with."""
+    """The versions the figures were measured with: every package the records' environment names
+    (what every run, method, workload and launcher imports), since any of them can move bytes."""
     tolerance: float = DEFAULT_TOLERANCE
     """Relative rise of a byte figure that fails the check (0.01: 1%)."""
     loss_tolerance: float = DEFAULT_LOSS_TOLERANCE
@@ -83,7 +83,7 @@ def gated_figures(record: Record) -> dict[str, int]:
     for moment, breakdown in (("at_peak", memory.tracker_at_peak_bytes), ("at_step_end", memory.tracker_at_step_end_bytes)):
         for category, value in (breakdown or {}).items():
             figures[f"{moment}.{category}_bytes"] = value
-    if record.kind == "run":
+    if record.kind == RecordKind.RUN:
         figures["optimizer_state_bytes"] = memory.optimizer_state_bytes
         figures["weights_and_state_bytes"] = memory.weights_and_state_bytes
     return {name: value for name, value in figures.items() if value is not None}
@@ -97,14 +97,14 @@ def baseline_from(records: list[Record], previous: Baseline | None) -> Baseline:
     """A new baseline from the latest record of every run; all must have finished ok."""
     runs = []
     for record in latest_by_run(records):
-        if record.status != "ok":
+        if record.status != Status.OK:
             raise BaselineError(
                 f"{_run_name(record.label, record.workload_name)} finished {record.status} ({record.error}); "
                 "a baseline takes only runs that finished ok"
             )
         runs.append(BaselineRun(record.run_id, record.label, record.workload_name, record.kind,
                                 gated_figures(record), record.metrics.final_loss))
-    packages = {name: records[0].environment.packages.get(name) for name in GATED_PACKAGES}
+    packages = dict(sorted(records[0].environment.packages.items()))
     tolerances = {} if previous is None else {"tolerance": previous.tolerance, "loss_tolerance": previous.loss_tolerance}
     return Baseline(runs=runs, packages=packages, **tolerances)
 
@@ -150,8 +150,8 @@ def compare(records: list[Record], baseline: Baseline, tolerance: float, loss_to
         if record is None:
             rows.append(Comparison(name, "run", "recorded", None, None, "missing"))
             continue
-        if record.status != "ok":
-            rows.append(Comparison(name, "status", "ok", f"{record.status}: {record.error}", None, "REGRESSED"))
+        if record.status != Status.OK:
+            rows.append(Comparison(name, "status", Status.OK.value, f"{record.status}: {record.error}", None, "REGRESSED"))
             continue
         figures = gated_figures(record)
         for figure, before in run.figures_bytes.items():
@@ -175,12 +175,13 @@ def runs_in_common(records: list[Record], baseline: Baseline) -> int:
 
 
 def version_notes(records: list[Record], baseline: Baseline) -> list[str]:
-    """One line per gated package whose version differs from the baseline's."""
+    """One line per package, named by the records or the baseline, whose version differs (a
+    package one of them does not name reads as not recorded)."""
     now = records[0].environment.packages if records else {}
     return [
-        f"{name} {now.get(name)} here, {baseline.packages.get(name)} in the baseline"
-        for name in GATED_PACKAGES
-        if now.get(name) != baseline.packages.get(name)
+        f"{name} {now.get(name, 'not recorded')} here, {baseline.packages.get(name, 'not recorded')} in the baseline"
+        for name in sorted(now.keys() | baseline.packages.keys())
+        if now.get(name, "not recorded") != baseline.packages.get(name, "not recorded")
     ]
 
 

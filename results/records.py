@@ -16,7 +16,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from results.schema import FINISHED, Record, RecordError
+from core.statuses import FINISHED, Status
+from results.schema import Record, RecordError
 
 
 class ResultsLocked(RuntimeError):
@@ -77,8 +78,8 @@ def latest_by_run(records: list[Record]) -> list[Record]:
     return list(latest.values())
 
 
-def finished_run_ids(path: Path, retried: tuple[str, ...] = ()) -> set[str]:
-    """Run ids whose latest record is finished (results.schema.FINISHED), less `retried` statuses."""
+def finished_run_ids(path: Path, retried: tuple[Status, ...] = ()) -> set[str]:
+    """Run ids whose latest record is finished (core.statuses.FINISHED), less `retried` statuses."""
     return {r.run_id for r in latest_by_run(read_records(path)) if r.status in FINISHED and r.status not in retried}
 
 

@@ -3,7 +3,9 @@
 Every problem is reported as one line naming the file, the key and the accepted values,
 before any run starts. Spec fields merge from the least to the most specific table:
 [defaults], then the workload entry, then the method entry, then --set; `data` tables merge
-key by key the same way, and are checked against the workload's data options.
+key by key the same way, and are checked against the workload's data options. Each field's
+value is checked by the run spec's own rules (core/spec.py), with the table that set it named.
+A [launcher.<name>] table holds a launcher's options, checked by the launcher's own dataclass.
 """
 
 import tomllib
@@ -11,40 +13,25 @@ from dataclasses import dataclass, fields
 from itertools import product
 from pathlib import Path
 
+from core.options import OptionError, check_values, parse_options
+from core.plan import PlannedRun, Suite
+from core.spec import RunSpec, SpecError, check_field
+from launchers import LAUNCHERS
 from methods import METHODS
-from suites.options import OptionError, check_value, check_values, parse_options
-from suites.slurm_options import SlurmOptions
-from suites.spec import DEVICES, DTYPES, SHARDINGS, RunSpec
 from workloads import WORKLOADS
 from workloads.sizes import model_sizes
 
 GRID_FIELDS = ("workload", "size", "method", "method_options", "seed")
-SPEC_TYPES = {f.name: f.type for f in fields(RunSpec) if f.name not in GRID_FIELDS}
-CHOICES = {"dtype": tuple(DTYPES), "device": DEVICES, "sharding": SHARDINGS}
-POSITIVE = ("steps", "batch_size", "grad_accum", "seq_len", "lr", "nproc", "nnodes")
-TOP_LEVEL_KEYS = ("name", "description", "seeds", "defaults", "workloads", "methods", "slurm")
+SPEC_FIELDS = tuple(f.name for f in fields(RunSpec) if f.name not in GRID_FIELDS)
+TOP_LEVEL_KEYS = ("name", "description", "seeds", "defaults", "workloads", "methods", "launcher", "slurm")
 WORKLOAD_KEYS = ("name", "size")
 METHOD_KEYS = ("name", "label", "options", "size_options", "sizes")
+LEGACY_LAUNCHER_TABLES = {"slurm": "slurm"}
+"""Top-level tables of suites written before launchers were an axis -> the launcher they configure."""
 
 
 class SuiteError(ValueError):
     """A suite file that cannot be run; the message is one line naming file and key."""
-
-
-@dataclass(frozen=True)
-class PlannedRun:
-    label: str
-    """How reports name the method row (the method name unless the suite gives a label)."""
-    spec: RunSpec
-
-
-@dataclass(frozen=True)
-class Suite:
-    name: str
-    description: str
-    runs: list[PlannedRun]
-    slurm: SlurmOptions = SlurmOptions()
-    """What each run's job asks for under --launcher slurm (the suite's [slurm] table)."""
 
 
 @dataclass(frozen=True)
@@ -60,27 +47,19 @@ class _MethodEntry:
     """The model sizes it pairs with; None for all."""
 
 
-def _check_value(where: str, key: str, value, source: str):
-    try:
-        check_value(SPEC_TYPES[key], f"{where}{key}", value)
-    except OptionError as error:
-        raise SuiteError(f"{source}: {error}") from None
-    if key in CHOICES and value.split(":")[0] not in CHOICES[key]:
-        raise SuiteError(f"{source}: {where}{key} = {value!r}; accepted: {', '.join(CHOICES[key])}")
-    if key in POSITIVE and value <= 0:
-        raise SuiteError(f"{source}: {where}{key} = {value!r} must be positive")
-
-
 def _spec_fields(table: dict, where: str, source: str, allowed_extra: tuple[str, ...]) -> dict:
     """The RunSpec fields a table sets, after checking every key and value."""
     values = {}
     for key, value in table.items():
         if key in allowed_extra:
             continue
-        if key not in SPEC_TYPES:
-            accepted = ", ".join([*allowed_extra, *SPEC_TYPES])
+        if key not in SPEC_FIELDS:
+            accepted = ", ".join([*allowed_extra, *SPEC_FIELDS])
             raise SuiteError(f"{source}: {where}{key} is not a known key; accepted: {accepted}")
-        _check_value(where, key, value, source)
+        try:
+            check_field(key, value)
+        except SpecError as error:
+            raise SuiteError(f"{source}: {where}{error}") from None
         values[key] = value
     return values
 
@@ -241,9 +220,31 @@ def load_suite(path: str | Path, overrides: dict | None = None) -> Suite:
         data = _merged_data(workload_where, workload["workload"], data_layers, source)
         values = {**defaults, **workload, **method.fields, **overrides, "method_options": options,
                   "data": data, "seed": seed}
-        runs.append(PlannedRun(label=method.label, spec=RunSpec(**values)))
-    try:
-        slurm = parse_options(SlurmOptions, _table(document, "slurm", "", source), "slurm.")
-    except OptionError as error:
-        raise SuiteError(f"{source}: {error}") from None
-    return Suite(name=name, description=document.get("description", ""), runs=runs, slurm=slurm)
+        try:
+            spec = RunSpec(**values)
+        except SpecError as error:  # fields that must agree, set in different tables
+            raise SuiteError(f"{source}: {method.label} on {workload['workload']}-{workload['size']}: {error}") from None
+        runs.append(PlannedRun(label=method.label, spec=spec))
+    return Suite(name=name, description=document.get("description", ""), runs=runs,
+                 launcher_options=_launcher_options(document, source))
+
+
+def _launcher_options(document: dict, source: str) -> dict:
+    """Launcher name -> its options, from [launcher.<name>] tables (and the legacy [slurm])."""
+    tables = {name: (f"launcher.{name}.", table) for name, table in _table(document, "launcher", "", source).items()}
+    for key, name in LEGACY_LAUNCHER_TABLES.items():
+        if key in document:
+            if name in tables:
+                raise SuiteError(f"{source}: [{key}] and [launcher.{name}] both set {name}'s options; keep one")
+            tables[name] = (f"{key}.", document[key])
+    options = {}
+    for name, (prefix, table) in tables.items():
+        if name not in LAUNCHERS:
+            raise SuiteError(f"{source}: launcher.{name} is not a registered launcher; accepted: {', '.join(LAUNCHERS)}")
+        if not isinstance(table, dict):
+            raise SuiteError(f"{source}: {prefix.rstrip('.')} = {table!r} must be a table")
+        try:
+            options[name] = LAUNCHERS[name].parse_table(table, prefix)
+        except OptionError as error:
+            raise SuiteError(f"{source}: {error}") from None
+    return options

@@ -5,7 +5,7 @@ import textwrap
 import pytest
 import torch
 
-from suites.spec import RunSpec
+from core.spec import RunSpec
 
 
 def tiny_spec(**overrides) -> RunSpec:
@@ -34,3 +34,25 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def run_locally(suite, results_path, **settings):
+    """The suite's runs through the local launcher and the suite runner, as `harness.py run`
+    starts them; `settings` are RunSettings fields (train_function, progress, timeout_s, ...)."""
+    from launchers import LAUNCHERS
+    from launchers.base import RunSettings
+    from launchers.suite_runner import run_suite
+
+    settings = RunSettings(**settings)
+    local = LAUNCHERS["local"]
+    return run_suite(local.start(local.options(), results_path, settings), suite, results_path, settings)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked gpu are skipped, saying why, on a machine without CUDA."""
+    if torch.cuda.is_available():
+        return
+    no_cuda = pytest.mark.skip(reason="needs a CUDA device; this machine has none")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(no_cuda)

@@ -1,9 +1,8 @@
 """Records for report tests, built through the schema like the runner builds them."""
 
-from results.schema import Memory, Metrics, Record
-from suites.spec import RunSpec
-
-MIB = 2**20
+from core.spec import RunSpec
+from core.units import MIB
+from results.schema import Memory, Metrics, Record, Setting
 
 
 def make_record(run_id: str, label: str, status: str = "ok", final_loss: float = 2.0, seed: int = 0,
@@ -11,12 +10,14 @@ def make_record(run_id: str, label: str, status: str = "ok", final_loss: float =
                 memory: Memory | None = None, **metrics) -> Record:
     """A tiny run's record; a run that did not finish ok has no figures."""
     spec = RunSpec(workload=workload, size="tiny", method=label, seed=seed, data=data or {})
+    # What training/setting.py resolves for a registered method; the labels here may be any name.
+    setting = Setting(task=spec.data.get("task"), corpus=spec.data.get("corpus"))
     finished = status == "ok"
     figures = Metrics(loss_curve=[3.0, 2.5, final_loss], final_loss=final_loss, eval_loss=final_loss + 0.1,
                       tokens_per_s=1000.0, step_time_p50_s=0.01, **metrics)
     default_memory = Memory(trainable_weight_bytes=MIB, frozen_weight_bytes=0, optimizer_state_bytes=2 * MIB,
                             process_peak_rss_bytes=256 * MIB)
-    return Record(run_id=run_id, suite="demo", label=label, spec=spec, status=status, error=error,
+    return Record(run_id=run_id, suite="demo", label=label, spec=spec, setting=setting, status=status, error=error,
                   metrics=figures if finished else Metrics(), memory=(memory or default_memory) if finished else Memory())
 
 

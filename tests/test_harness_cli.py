@@ -4,13 +4,14 @@ import json
 import subprocess
 import sys
 
+import pytest
 import torch
 
+from core.options import option_fields
 from harness import main
 from methods import METHODS
 from results.schema import Environment
 from suites.load import load_suite
-from suites.options import option_fields
 from workloads import WORKLOADS
 
 
@@ -35,11 +36,13 @@ def test_env_prints_the_environment_record(capsys):
     assert printed.packages["torch"] == torch.__version__ and printed.device_type == "cpu"
 
 
+@pytest.mark.slow
 def test_no_command_prints_the_bitsandbytes_start_up_warning():
     result = harness("run", "suites/smoke.toml", "--dry-run")
     assert result.returncode == 0 and result.stderr == ""
 
 
+@pytest.mark.slow
 def test_bad_suite_stops_before_any_run_with_one_line(write_suite, tmp_path):
     path = write_suite('[[workloads]]\nname = "llama"\nsize = "tiny"\ndata = { corpsu = "c4" }\n[[methods]]\nname = "full"\n')
     result = harness("run", str(path), "--results", str(tmp_path / "r.jsonl"))
@@ -65,3 +68,26 @@ def test_estimate_refuses_bad_options_with_one_line(capsys):
         "error: data.task 'cola2' is not known; accepted: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, "
         "synthetic-classification, synthetic-regression",
     ]
+
+
+def test_estimate_refuses_what_a_run_refuses_with_one_line(capsys):
+    """estimate builds its specs as a suite does: the spec checks its fields, preflight the method."""
+    assert main(["estimate", "--size", "7b", "--seq", "256", "--method", "all", "--grad-accum", "0"]) == 2
+    assert main(["estimate", "--size", "tiny", "--seq", "32", "--method", "galore", "--option", "rank=100"]) == 2
+    assert main(["estimate", "--size", "tiny", "--seq", "32", "--method", "full_layerwise", "--dtype", "float32",
+                 "--batch", "0"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: grad_accum = 0 is out of range; accepted: an integer >= 1",
+        "error: options.rank = 100 exceeds the smaller side of a 64x64 weight it projects; accepted: 1..64",
+        "error: batch_size = 0 is out of range; accepted: an integer >= 1",
+    ]
+
+
+def test_list_names_every_launcher_with_its_options(capsys):
+    from launchers import LAUNCHERS
+
+    assert main(["list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for name, launcher in LAUNCHERS.items():
+        line = next(line for line in lines if line.split()[:1] == [name])
+        assert all(field in line for field in option_fields(launcher.options)), line

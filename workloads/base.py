@@ -4,10 +4,18 @@ from typing import Iterator
 
 import torch
 
-from suites.options import parse_options
-from suites.spec import RunSpec
+from core.options import parse_options
+from core.spec import RunSpec
+from results.schema import Evaluation
 
 Batch = dict[str, torch.Tensor]
+ALL_ROWS = slice(None)
+"""Every row of each batch: what a process keeps when it is the run's only rank."""
+
+
+def keep_rows(batch: Batch, rows: slice) -> Batch:
+    """The rows of a batch one rank keeps (the batch itself when it keeps them all)."""
+    return batch if rows == ALL_ROWS else {name: tensor[rows] for name, tensor in batch.items()}
 
 
 class Workload:
@@ -22,6 +30,9 @@ class Workload:
     head_modules: tuple[str, ...]
     """Names of modules a fine-tuning task adds (a classifier head): trained by every method,
     LoRA included when it freezes the rest; empty for pre-training."""
+    packages: tuple[str, ...]
+    """The distributions it imports beyond torch and transformers (their pip names), whose
+    versions records name."""
 
     def data(self, spec: RunSpec):
         """spec.data parsed into data_options; an OptionError names a key or value it refuses."""
@@ -31,8 +42,11 @@ class Workload:
         """The model, on CPU in float32 (the loop moves and casts it)."""
         raise NotImplementedError
 
-    def train_batches(self, spec: RunSpec) -> Iterator[Batch]:
-        """An endless stream of training micro-batches, seeded by spec.seed."""
+    def train_batches(self, spec: RunSpec, rows: slice = ALL_ROWS) -> Iterator[Batch]:
+        """An endless stream of training micro-batches, seeded by spec.seed: `rows` of each global
+        batch of spec.batch_size, the same global batches on every rank. A workload builds only
+        those rows where it can (tokenizing the others would be wasted); training/parallel.py
+        decides which rows a rank keeps."""
         raise NotImplementedError
 
     def loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
@@ -43,10 +57,23 @@ class Workload:
         """Non-padding tokens in the batch, for tokens/s."""
         raise NotImplementedError
 
-    def evaluate(self, model: torch.nn.Module, spec: RunSpec) -> dict:
-        """Held-out metrics keyed by results.schema.Metrics field names (eval_loss, perplexity,
-        task_score, ...); empty when spec.eval_batches is 0."""
+    def loss_weight(self, batch: Batch) -> torch.Tensor:
+        """What loss() is a mean over in this batch (predicted tokens, or rows), as a scalar tensor
+        on the batch's device: ranks holding different weights are combined by it
+        (training/parallel.share_of_mean)."""
         raise NotImplementedError
+
+    def evaluate(self, model: torch.nn.Module, spec: RunSpec) -> Evaluation:
+        """Held-out figures; none when spec.eval_batches is 0."""
+        raise NotImplementedError
+
+    def task_name(self, spec: RunSpec) -> str | None:
+        """The fine-tuning task the spec's data names, None for pre-training."""
+        return None
+
+    def corpus_name(self, spec: RunSpec) -> str | None:
+        """The pre-training corpus the spec's data names, None for fine-tuning."""
+        return None
 
     def loss_floor(self, spec: RunSpec) -> float | None:
         """The lowest loss achievable on the data, where known (the generated corpus)."""

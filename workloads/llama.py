@@ -12,8 +12,9 @@ from typing import Iterator
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from results.schema import Evaluation
 from workloads import markov_corpus, text_corpus
-from workloads.base import TransformersLossMixin, Workload
+from workloads.base import ALL_ROWS, TransformersLossMixin, Workload, keep_rows
 from workloads.sizes import model_config
 
 CORPORA = ("markov", "c4", "local")
@@ -73,6 +74,7 @@ class LlamaPretraining(TransformersLossMixin, Workload):
     data_options = LlamaData
     target_modules = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
     head_modules = ()
+    packages = ("datasets",)
 
     def config(self, spec) -> LlamaConfig:
         values = model_config("llama", spec.size)
@@ -98,23 +100,26 @@ class LlamaPretraining(TransformersLossMixin, Workload):
             )
         return _markov_chain(chain_vocab_size, data.branching, data.chain_seed)
 
-    def _markov_batches(self, spec, seed: int) -> Iterator[dict]:
+    def _markov_batches(self, spec, seed: int, rows: slice = ALL_ROWS) -> Iterator[dict]:
         chain = self._chain(spec)
         generator = torch.Generator().manual_seed(seed)
         while True:
+            # The whole global batch is drawn, so the generator's stream is that of one process.
             input_ids = markov_corpus.sample_sequences(chain, spec.batch_size, spec.seq_len, generator)
-            yield {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": input_ids}
+            yield keep_rows({"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": input_ids},
+                            rows)
 
-    def _text_batches(self, spec, documents) -> Iterator[dict]:
+    def _text_batches(self, spec, documents, rows: slice = ALL_ROWS) -> Iterator[dict]:
         data = self.data(spec)
         tokenizer = _tokenizer(data.tokenizer, self.config(spec).vocab_size)
-        return text_corpus.tokenized_batches(documents, tokenizer, spec.batch_size, spec.seq_len, data.pack)
+        return text_corpus.tokenized_batches(documents, tokenizer, spec.batch_size, spec.seq_len, data.pack, rows)
 
-    def train_batches(self, spec) -> Iterator[dict]:
+    def train_batches(self, spec, rows: slice = ALL_ROWS) -> Iterator[dict]:
         data = self.data(spec)
         if data.corpus == "markov":
-            return self._markov_batches(spec, spec.seed)
-        batches = self._text_batches(spec, text_corpus.training_documents(data.corpus, data.path, spec.seed))
+            return self._markov_batches(spec, spec.seed, rows)
+        documents = text_corpus.training_documents(data.corpus, data.path, spec.seed)
+        batches = self._text_batches(spec, documents, rows)
         ran_out = f"data.corpus {data.corpus!r}: the training text ran out; give more text or fewer steps"
         return _ending_with_error(batches, ran_out)
 
@@ -124,15 +129,22 @@ class LlamaPretraining(TransformersLossMixin, Workload):
             return self._markov_batches(spec, spec.seed + EVAL_SEED_OFFSET)
         return self._text_batches(spec, text_corpus.load_documents(data.corpus, data.path, "validation"))
 
+    def loss_weight(self, batch) -> torch.Tensor:
+        # The causal LM's loss is a mean over the labels after the shift that are not padding.
+        return (batch["labels"][:, 1:] != -100).sum()
+
+    def corpus_name(self, spec) -> str | None:
+        return self.data(spec).corpus
+
     @torch.no_grad()
-    def evaluate(self, model, spec) -> dict:
+    def evaluate(self, model, spec) -> Evaluation:
         """Token-weighted mean loss over a fixed budget of predicted tokens, and its perplexity.
 
         The budget is data.eval_tokens, by default eval_batches full batches; a finite validation
         split shorter than the budget is read to its end.
         """
         if spec.eval_batches == 0:
-            return {}
+            return Evaluation()
         budget_tokens = self.data(spec).eval_tokens or spec.eval_batches * spec.batch_size * (spec.seq_len - 1)
         model.eval()
         device = next(model.parameters()).device
@@ -151,7 +163,7 @@ class LlamaPretraining(TransformersLossMixin, Workload):
         if total_predicted == 0:
             raise ValueError(f"data.corpus {self.data(spec).corpus!r}: the validation split holds no text to evaluate")
         eval_loss = total_loss / total_predicted
-        return {"eval_loss": eval_loss, "perplexity": math.exp(eval_loss), "eval_tokens": total_predicted}
+        return Evaluation(eval_loss=eval_loss, perplexity=math.exp(eval_loss), eval_tokens=total_predicted)
 
     def uniform_loss(self, spec) -> float | None:
         return math.log(self.config(spec).vocab_size)

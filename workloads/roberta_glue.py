@@ -15,8 +15,9 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 from transformers import AutoConfig, AutoModelForSequenceClassification, RobertaConfig, RobertaForSequenceClassification
 
+from results.schema import Evaluation
 from workloads import glue_tasks, synthetic_glue, text_corpus
-from workloads.base import TransformersLossMixin, Workload
+from workloads.base import ALL_ROWS, TransformersLossMixin, Workload, keep_rows
 from workloads.glue_metrics import glue_metrics
 from workloads.sizes import model_config
 
@@ -67,9 +68,17 @@ class RobertaGlue(TransformersLossMixin, Workload):
     head_modules = ("classifier",)
     name = "roberta_glue"
     data_options = GlueData
+    packages = ("datasets", "scikit-learn")
 
     def task(self, spec) -> glue_tasks.GlueTask:
         return TASKS[self.data(spec).task]
+
+    def loss_weight(self, batch) -> torch.Tensor:
+        labels = batch["labels"]  # one per row: cross-entropy or MSE is averaged over rows
+        return torch.tensor(len(labels), device=labels.device)
+
+    def task_name(self, spec) -> str | None:
+        return self.data(spec).task
 
     def _pretrained_name(self, spec) -> str | None:
         """The checkpoint of a pretrained size (data.checkpoint overrides the hub name), else None."""
@@ -131,7 +140,7 @@ class RobertaGlue(TransformersLossMixin, Workload):
         labels = torch.tensor([e["label"] for e in examples], dtype=torch.float32 if regression else torch.long)
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
-    def train_batches(self, spec) -> Iterator[dict]:
+    def train_batches(self, spec, rows: slice = ALL_ROWS) -> Iterator[dict]:
         """Epoch after epoch over the training split, reshuffled each epoch from spec.seed."""
         examples, pad_id = self._examples(spec, "train")
         regression = self.task(spec).num_labels == 1
@@ -139,13 +148,17 @@ class RobertaGlue(TransformersLossMixin, Workload):
         while True:
             order = torch.randperm(len(examples), generator=generator).tolist()
             for start in range(0, len(order) - spec.batch_size + 1, spec.batch_size):
-                yield self._collate([examples[i] for i in order[start : start + spec.batch_size]], pad_id, regression)
+                # Collated whole (examples are tokenized once, up front), so each rank's rows carry
+                # the padding they have in one process's batch; no local name holds the batch, which
+                # would keep it alive past its step.
+                examples_of_step = [examples[i] for i in order[start : start + spec.batch_size]]
+                yield keep_rows(self._collate(examples_of_step, pad_id, regression), rows)
 
     @torch.no_grad()
-    def evaluate(self, model, spec) -> dict:
+    def evaluate(self, model, spec) -> Evaluation:
         """The task's GLUE metrics over the whole validation split (eval_batches 0 skips it)."""
         if spec.eval_batches == 0:
-            return {}
+            return Evaluation()
         task = self.task(spec)
         examples, pad_id = self._examples(spec, "validation")
         regression = task.num_labels == 1
@@ -162,7 +175,7 @@ class RobertaGlue(TransformersLossMixin, Workload):
         model.train()
         task_metrics = glue_metrics(task.metric, torch.cat(predictions).numpy(), torch.cat(labels).numpy())
         task_score = task_metrics.pop("score")
-        return {"eval_loss": total_loss / len(examples), "task_score": task_score, "task_metrics": task_metrics}
+        return Evaluation(eval_loss=total_loss / len(examples), task_score=task_score, task_metrics=task_metrics)
 
     def loss_floor(self, spec) -> float | None:
         return None

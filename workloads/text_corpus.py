@@ -1,9 +1,13 @@
 """Real text for pre-training: C4 streamed from the Hub, or local text/JSONL files, tokenized.
 
 As in the GaLore reference (which follows ReLoRA): `allenai/c4` "en" streamed, shuffled with seed
-42, split across data-parallel ranks, each document truncated or padded to the sequence length
-with padding labelled -100, no packing. Packing (documents concatenated and cut into full
-sequences) is an option.
+42, each document truncated or padded to the sequence length with padding labelled -100, no
+packing. Packing (documents concatenated and cut into full sequences) is an option.
+
+The stream is the same on every data-parallel rank: each rank keeps its rows of every global
+batch (training/parallel.py, the one owner of rank sharding), so a run on N ranks reads exactly
+the sequences of a one-process run. (The reference splits the documents by rank instead, which
+gives every rank other sequences than one process would see.)
 """
 
 import glob
@@ -12,8 +16,9 @@ from typing import Iterator
 
 import datasets
 import torch
-from datasets.distributed import split_dataset_by_node
 from transformers import AutoTokenizer
+
+from workloads.base import ALL_ROWS, keep_rows
 
 C4_HUB_NAME = "allenai/c4"
 DEFAULT_TOKENIZER = "t5-base"
@@ -25,13 +30,6 @@ LOCAL_HINT = (
     "with a 'text' field (validation files have 'validation' in their name, as C4's do), "
     "data.tokenizer = a local tokenizer directory"
 )
-
-
-def data_parallel_rank() -> tuple[int, int]:
-    """(rank, world size) of this process; (0, 1) outside torch.distributed."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
 
 
 def load_tokenizer(name_or_path: str | None, model_vocab_size: int, hint: str = LOCAL_HINT):
@@ -92,10 +90,8 @@ def load_documents(corpus: str, path: str | None, split: str) -> datasets.Iterab
 
 
 def training_documents(corpus: str, path: str | None, seed: int) -> datasets.IterableDataset:
-    """This rank's share of the shuffled training documents."""
-    documents = load_documents(corpus, path, "train").shuffle(seed=SHUFFLE_SEED + seed, buffer_size=SHUFFLE_BUFFER_DOCUMENTS)
-    rank, world_size = data_parallel_rank()
-    return split_dataset_by_node(documents, rank=rank, world_size=world_size)
+    """The shuffled training documents, the same stream on every rank."""
+    return load_documents(corpus, path, "train").shuffle(seed=SHUFFLE_SEED + seed, buffer_size=SHUFFLE_BUFFER_DOCUMENTS)
 
 
 def _texts(documents) -> Iterator[str]:
@@ -104,23 +100,28 @@ def _texts(documents) -> Iterator[str]:
             yield document["text"]
 
 
-def padded_batches(documents, tokenizer, batch_size: int, seq_len: int) -> Iterator[dict]:
+def padded_batches(documents, tokenizer, batch_size: int, seq_len: int, rows: slice = ALL_ROWS) -> Iterator[dict]:
     """One document per row, truncated or padded to seq_len; padding is masked and labelled -100.
+    Only `rows` of each batch of batch_size documents are tokenized.
 
-    A last, incomplete batch is yielded too, so a finite split is read to its end.
+    A last, incomplete batch is yielded too, so a finite split is read to its end; not when only
+    some rows are kept (a rank's share of it could be empty).
     """
     texts = _texts(documents)
     while True:
         chunk = [text for _, text in zip(range(batch_size), texts)]
-        if not chunk:
+        if not chunk or (rows != ALL_ROWS and len(chunk) < batch_size):
             return
+        chunk = chunk[rows]
         encoded = tokenizer(chunk, max_length=seq_len, truncation=True, padding="max_length", return_tensors="pt")
         labels = encoded["input_ids"].masked_fill(encoded["attention_mask"] == 0, -100)
         yield {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"], "labels": labels}
 
 
-def packed_batches(documents, tokenizer, batch_size: int, seq_len: int) -> Iterator[dict]:
-    """Documents, each ending in the end-of-text token, concatenated and cut into full rows."""
+def packed_batches(documents, tokenizer, batch_size: int, seq_len: int, rows: slice = ALL_ROWS) -> Iterator[dict]:
+    """Documents, each ending in the end-of-text token, concatenated and cut into full rows, of
+    which `rows` of each batch are kept (where rows fall depends on every document's length, so
+    every document is tokenized)."""
     buffer: list[int] = []
     rows_tokens = batch_size * seq_len
     for text in _texts(documents):
@@ -132,9 +133,11 @@ def packed_batches(documents, tokenizer, batch_size: int, seq_len: int) -> Itera
         while len(buffer) >= rows_tokens:
             input_ids = torch.tensor(buffer[:rows_tokens]).view(batch_size, seq_len)
             del buffer[:rows_tokens]
-            yield {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": input_ids}
+            yield keep_rows({"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": input_ids},
+                            rows)
 
 
-def tokenized_batches(documents, tokenizer, batch_size: int, seq_len: int, pack: bool) -> Iterator[dict]:
+def tokenized_batches(documents, tokenizer, batch_size: int, seq_len: int, pack: bool,
+                      rows: slice = ALL_ROWS) -> Iterator[dict]:
     make = packed_batches if pack else padded_batches
-    return make(documents, tokenizer, batch_size, seq_len)
+    return make(documents, tokenizer, batch_size, seq_len, rows)

@@ -1,0 +1,32 @@
+"""The child side of a local run: what the fork-server worker process runs (parent.py starts it)."""
+
+import json
+import os
+from multiprocessing import forkserver
+from pathlib import Path
+
+from launchers.packages import recorded_packages
+from launchers.processes import die_with_parent, exit_if_orphaned
+from training.outcome import train_outcome
+
+
+def _die_with_the_harness():
+    """The kernel kills this worker when the fork server exits, and the fork server exits
+    when the harness does, however it ends: no run trains on without a harness."""
+    die_with_parent()
+    # The fork server exits once every holder of its "alive" pipe has closed it; it hands a
+    # copy to each worker, so that it outlives its children. Ours closes that copy, leaving
+    # the harness the only holder.
+    alive_fd = forkserver._forkserver._forkserver_alive_fd
+    if alive_fd is not None:
+        os.close(alive_fd)
+        forkserver._forkserver._forkserver_alive_fd = None
+    exit_if_orphaned()  # the fork server was gone before the lines above took effect
+
+
+def worker(spec_json: dict, outcome_path: str, train_function, progress: bool, checkpoint_dir: str):
+    """Runs in the child: set up, train, and write the outcome (success or caught failure) as
+    the record's fields in JSON."""
+    _die_with_the_harness()
+    outcome = train_outcome(spec_json, train_function, progress, checkpoint_dir, recorded_packages())
+    Path(outcome_path).write_text(json.dumps(outcome))

@@ -1,0 +1,70 @@
+"""The contract every registered method keeps on every registered workload: a few steps
+through train() give a complete record, a finite loss, and the same tracker bytes every time.
+A new method or workload is covered here without a line of test code."""
+
+import json
+import math
+
+import pytest
+
+from core.spec import resolve_device
+from launchers.packages import recorded_packages
+from meters.environment import environment
+from methods import METHODS
+from results.schema import Record
+from tests.conftest import tiny_spec
+from training.loop import train
+from training.setting import run_setting
+from workloads import WORKLOADS
+
+DATA = {"llama": {}, "roberta_glue": {"task": "synthetic-classification"}}
+"""Each workload's offline data: the contract must not need the network."""
+OPTIONS = {
+    "relora": {"rank": 4, "reset_interval": 2, "restart_warmup_steps": 1},
+    **{name: {"update_proj_gap": 2} for name in METHODS if name.startswith(("galore", "apollo", "fira"))},
+}
+"""Options that make a few steps exercise a method's periodic work (ReLoRA's merge, GaLore's refresh)."""
+FILLED_ON_CPU = {
+    "metrics": {"loss_curve", "final_loss", "timed_steps", "tokens_per_s", "step_time_mean_s", "step_time_p50_s",
+                "step_time_p90_s", "eval_loss"},
+    "memory": {"tracker_peak_bytes", "tracker_peak_step", "tracker_at_peak_bytes", "tracker_at_step_end_bytes",
+               "trainable_weight_bytes", "frozen_weight_bytes", "optimizer_state_bytes", "process_peak_rss_bytes"},
+}
+FILLED_BY_WORKLOAD = {
+    "llama": {"perplexity", "eval_tokens", "loss_floor", "final_loss_above_floor"},
+    "roberta_glue": {"task_score", "task_metrics"},
+}
+DETERMINISTIC_MEMORY = ("tracker_peak_bytes", "tracker_at_peak_bytes", "tracker_at_step_end_bytes",
+                        "trainable_weight_bytes", "frozen_weight_bytes", "optimizer_state_bytes")
+
+
+def contract_spec(method: str, workload: str):
+    return tiny_spec(workload=workload, method=method, method_options=OPTIONS.get(method, {}), data=DATA[workload],
+                     steps=4, timing_warmup_steps=2, batch_size=4, seq_len=32, lr=1e-3)
+
+
+def test_every_workload_has_offline_contract_data():
+    assert set(DATA) == set(WORKLOADS)
+
+
+@pytest.mark.parametrize("workload", list(WORKLOADS))
+@pytest.mark.parametrize("method", list(METHODS))
+def test_method_trains_the_workload_into_a_complete_record(method, workload, one_thread):
+    spec = contract_spec(method, workload)
+    metrics, memory = train(spec, progress=False)
+    record = Record(run_id=spec.run_id, suite="contract", label=method, spec=spec, status="ok", metrics=metrics,
+                    memory=memory, environment=environment(resolve_device(spec.device), recorded_packages()),
+                    setting=run_setting(spec))
+
+    assert Record.from_json(json.loads(json.dumps(record.to_json()))) == record
+    filled = {"metrics": FILLED_ON_CPU["metrics"] | FILLED_BY_WORKLOAD[workload], "memory": FILLED_ON_CPU["memory"]}
+    for part, names in filled.items():
+        empty = sorted(name for name in names if getattr(record, part).__dict__[name] in (None, [], {}))
+        assert not empty, f"{method} on {workload}: record.{part} leaves {empty} empty"
+    assert len(metrics.loss_curve) == spec.steps and all(math.isfinite(loss) for loss in metrics.loss_curve)
+    assert memory.tracker_peak_bytes >= sum(memory.tracker_at_step_end_bytes.values()) > 0
+
+    _, again = train(spec, progress=False)
+    assert {name: getattr(again, name) for name in DETERMINISTIC_MEMORY} == {
+        name: getattr(memory, name) for name in DETERMINISTIC_MEMORY
+    }

@@ -1,0 +1,125 @@
+"""Every malformed suite, option or --set value stops `harness.py run` before any run, with
+exit 2 and one line naming the file, the key and what is accepted."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness import main
+from suites.load import load_suite
+from training.preflight import preflight
+
+BASE = """
+[defaults]
+steps = 4
+batch_size = 2
+seq_len = 16
+device = "cpu"
+[[workloads]]
+name = "llama"
+size = "tiny"
+[[methods]]
+name = "full"
+"""
+GLUE = BASE.replace('name = "llama"', 'name = "roberta_glue"').replace(
+    'size = "tiny"', 'size = "tiny"\ndata = { task = "synthetic-classification" }')
+
+
+def method(text: str) -> str:
+    return BASE.replace('[[methods]]\nname = "full"\n', f"[[methods]]\n{text}\n")
+
+
+CASES = {
+    "not toml": ("[defaults\n", [], "not valid TOML"),
+    "unknown top-level key": ("[run]\n" + BASE, [], "run is not a known key; accepted: name, description, seeds"),
+    "seeds not a list": ("seeds = 3\n" + BASE, [], "seeds = 3 must be a non-empty list of integers"),
+    "repeated seed": ("seeds = [0, 1, 0]\n" + BASE, [], "seeds = [0, 1, 0] repeats 0; each seed runs once"),
+    "no workloads": (BASE.split("[[workloads]]")[0] + '[[methods]]\nname = "full"\n', [],
+                     "[[workloads]] is missing or empty"),
+    "unknown workload": (BASE.replace('name = "llama"', 'name = "gpt"'), [],
+                         "workloads[0].name = 'gpt' is not known; accepted: llama, roberta_glue"),
+    "unknown size": (BASE.replace('size = "tiny"', 'size = "3b"'), [], "workloads[0].size = '3b' is not known"),
+    "unknown method": (method('name = "sgd"'), [], "methods[0].name = 'sgd' is not known; accepted: full,"),
+    "unknown dtype": (BASE.replace('device = "cpu"', 'device = "cpu"\ndtype = "float16"'), [],
+                      "defaults.dtype = 'float16' is not known; accepted: float32, bfloat16"),
+    "unknown device": (BASE.replace('device = "cpu"', 'device = "tpu"'), [],
+                       "defaults.device = 'tpu' is not known; accepted: auto, cpu, cuda, cuda:N"),
+    "zero lr": (BASE.replace("steps = 4", "steps = 4\nlr = 0"), [], "defaults.lr = 0 is out of range; accepted: a number > 0"),
+    "warm-up past the run": (BASE.replace("steps = 4", "steps = 4\nwarmup_fraction = 5"), [],
+                             "defaults.warmup_fraction = 5 is out of range; accepted: a number from 0 to 1"),
+    "an infinite lr": (BASE.replace("steps = 4", "steps = 4\nlr = inf"), [],
+                       "defaults.lr = inf is not finite; accepted: a number"),
+    "a device with an index that is no number": (BASE.replace('device = "cpu"', 'device = "cpu:banana"'), [],
+                                                 "defaults.device = 'cpu:banana' is not known"),
+    "ranks the batch does not divide over": (BASE.replace("steps = 4", "steps = 4\nnproc = 4"), [],
+                                             "full on llama-tiny: batch_size = 2 must be a multiple of the world size"),
+    "--set a negative clip": (BASE, ["--set", "grad_clip=-1"],
+                              "command line: --set grad_clip = -1 is out of range; accepted: a number >= 0"),
+    "batch as text": (BASE.replace("batch_size = 2", 'batch_size = "2"'), [], "defaults.batch_size = '2' must be an integer"),
+    "options not a table": (method('name = "lora"\noptions = 8'), [], "methods[0].options = 8 must be a table"),
+    "unknown option": (method('name = "lora"\noptions = { rnak = 8 }'), [],
+                       "methods[0].options.rnak is not a known option; accepted: rank, alpha"),
+    "option of the wrong type": (method('name = "galore"\noptions = { scale = "high" }'), [],
+                                 "methods[0].options.scale = 'high' must be a number"),
+    "unknown proj_type": (method('name = "galore"\noptions = { proj_type = "diagonal" }'), [],
+                          "options.proj_type 'diagonal' is not known; accepted: std, reverse_std, left, right, full"),
+    "pruning ratio above 1": (method('name = "relora"\noptions = { pruning_ratio = 1.5 }'), [],
+                              "options.pruning_ratio must be in [0, 1], got 1.5"),
+    "sizes not in the suite": (method('name = "lora"\nsizes = ["7b"]'), [],
+                               "methods[0].sizes: '7b' is no workload size here; accepted: tiny"),
+    "size_options not in the suite": (method('name = "lora"\nsize_options = { 7b = { rank = 4 } }'), [],
+                                      "methods[0].size_options.7b is no workload size here; accepted: tiny"),
+    "label shared at one size": (BASE + '[[methods]]\nname = "lora"\nlabel = "full"\n', [],
+                                 "methods[1].label 'full' is also methods[0]'s at size tiny"),
+    "unknown data key": (BASE.replace('size = "tiny"', 'size = "tiny"\ndata = { corpsu = "c4" }'), [],
+                         "workloads[0].data.corpsu is not a known option; accepted: corpus,"),
+    "unknown corpus": (BASE.replace('size = "tiny"', 'size = "tiny"\ndata = { corpus = "wiki" }'), [],
+                       "workloads[0].data.corpus 'wiki' is not known; accepted: markov, c4, local"),
+    "unknown GLUE task": (GLUE.replace("synthetic-classification", "colaa"), [],
+                          "workloads[0].data.task 'colaa' is not known; accepted: cola, sst2,"),
+    "missing GLUE task": (GLUE.replace('data = { task = "synthetic-classification" }', ""), [],
+                          "workloads[0].data.task is required: a string"),
+    "--set unknown key": (BASE, ["--set", "stepz=3"], "command line: --set stepz is not a known key"),
+    "--set wrong type": (BASE, ["--set", "steps=many"], "command line: --set steps = 'many' must be an integer"),
+    "--set unknown data key": (BASE, ["--set", "data.corpsu=c4"], "--set data.corpsu is not a known option"),
+    "--set without =": (BASE, ["--set", "steps"], "--set 'steps': expected key=value"),
+    "layer-wise with clipping": (method('name = "galore8bit_layerwise"\ngrad_clip = 1.0'), [],
+                                 "galore8bit_layerwise on llama-tiny: method galore8bit_layerwise: grad_clip = 1.0 "
+                                 "cannot be honoured by layer-wise updates"),
+    "targets that match nothing": (method('name = "low_rank"\noptions = { target_modules = ["attn"] }'), [],
+                                   "low_rank on llama-tiny: options.target_modules ('attn',) matched no Linear layer"),
+    "warm start past the end": (method('name = "relora"\noptions = { warm_start_steps = 10 }'), [],
+                                "relora on llama-tiny: options.warm_start_steps (10) must be below steps (4)"),
+    "rank above a weight's side": (method('name = "galore8bit_layerwise"\noptions = { rank = 100 }'), [],
+                                   "galore8bit_layerwise on llama-tiny: options.rank = 100 exceeds the smaller side "
+                                   "of a 64x64 weight it projects; accepted: 1..64"),
+    "missing local data": (BASE.replace('size = "tiny"', 'size = "tiny"\ndata = { corpus = "local", path = "/no/c4" }'), [],
+                           "full on llama-tiny: data.path = '/no/c4' does not exist"),
+    "cuda without CUDA": (BASE.replace('device = "cpu"', 'device = "cuda"'), [],
+                          "device = 'cuda' (1 runs) but this machine has no CUDA device"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_stops_before_any_run_with_one_line(case, write_suite, tmp_path, capsys):
+    if case == "cuda without CUDA" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    text, extra_args, expected = CASES[case]
+    path = write_suite(text)
+    results = tmp_path / "r.jsonl"
+    assert main(["run", str(path), "--results", str(results), *extra_args]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and expected in err[0], err
+    assert not results.exists()
+
+
+def test_every_case_gives_its_own_line():
+    assert len(CASES) >= 25 and len({expected for _, _, expected in CASES.values()}) == len(CASES)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", sorted(str(p) for p in Path("suites").glob("*.toml")))
+def test_every_shipped_suite_passes_preflight(path):
+    """A shipped suite that a run would refuse (as llama_7b_memory once clipped its layer-wise runs) fails here."""
+    preflight(path, load_suite(path, {"device": "cpu"}).runs)

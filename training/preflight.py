@@ -1,0 +1,98 @@
+"""What can be checked about a run before it starts, so that a mistake costs seconds, not the
+runs before it: the registered names, the method's and the workload's options, local paths in
+data options, and each method's own refusals (layer-wise updates with gradient clipping, target
+modules that match nothing, an SVD rank above a weight's side, ...), found by preparing the
+method on a model on the meta device, which allocates no memory at any size. The spec's own
+fields were checked when it was built (core/spec.py); what depends on the launcher (CUDA on
+this machine, a Slurm client) its launcher checks. `harness.py run` and `harness.py estimate`
+both come through here, so an estimate refuses what a run refuses.
+"""
+
+import os
+from dataclasses import fields
+
+import torch
+
+from core.plan import PlannedRun
+from core.spec import RunSpec
+from methods import METHODS, prepare_training
+from workloads import WORKLOADS
+from workloads.sizes import model_config
+
+LOCAL_PATH_OPTIONS = ("path",)
+"""Data options that are always local paths; tokenizer and checkpoint may be Hub names, so they
+are checked only when they look like paths."""
+
+
+class PreflightError(ValueError):
+    """A run that would fail for a reason known before it starts."""
+
+
+def _looks_local(value: str) -> bool:
+    return value.startswith(("/", ".", "~"))
+
+
+def _check_names(spec: RunSpec):
+    if spec.workload not in WORKLOADS:
+        raise PreflightError(f"workload {spec.workload!r} is not registered; accepted: {', '.join(WORKLOADS)}")
+    if spec.method not in METHODS:
+        raise PreflightError(f"method {spec.method!r} is not registered; accepted: {', '.join(METHODS)}")
+    model_config(spec.workload, spec.size)
+
+
+def _check_paths(data):
+    for field in fields(data):
+        value = getattr(data, field.name)
+        if isinstance(value, str) and (field.name in LOCAL_PATH_OPTIONS or _looks_local(value)):
+            if not os.path.exists(os.path.expanduser(value)):
+                raise PreflightError(f"data.{field.name} = {value!r} does not exist")
+
+
+def _check_method(spec: RunSpec, workload):
+    if "pretrained" in model_config(spec.workload, spec.size):
+        return  # building it would load a checkpoint; its run finds out
+    try:
+        with torch.device("meta"):
+            model = workload.build_model(spec)
+        training = prepare_training(model, spec, workload)
+    except (ValueError, TypeError) as error:
+        raise PreflightError(str(error)) from None
+    if METHODS[spec.method].svd_rank:
+        _check_svd_rank(training)
+
+
+def _check_svd_rank(training):
+    # A larger rank would be cut to the smaller side by the SVD without a word: the run would
+    # not be the one its options name.
+    for group in training.optimizer.param_groups:
+        for parameter in group["params"] if "rank" in group else ():
+            if group["rank"] > min(parameter.shape):
+                raise PreflightError(
+                    f"options.rank = {group['rank']} exceeds the smaller side of a {parameter.shape[0]}x"
+                    f"{parameter.shape[1]} weight it projects; accepted: 1..{min(parameter.shape)}"
+                )
+
+
+def check_run(spec: RunSpec):
+    """PreflightError (or the options' own OptionError), in one line, for a spec that cannot
+    start or would fail at once."""
+    _check_names(spec)
+    METHODS[spec.method].parse_options(spec.method_options)
+    workload = WORKLOADS[spec.workload]
+    _check_paths(workload.data(spec))
+    _check_method(spec, workload)
+
+
+def preflight(source: str, runs: list[PlannedRun]):
+    """PreflightError naming the source and the run, for the first run check_run refuses."""
+    checked = set()
+    for planned in runs:
+        spec = planned.spec
+        setting = repr({**spec.to_json(), "seed": None})
+        if setting in checked:  # seeds differ only in their draws
+            continue
+        checked.add(setting)
+        try:
+            check_run(spec)
+        except ValueError as error:
+            raise PreflightError(f"{source}: {planned.label} on {spec.workload}-{spec.size}: {error}") from None
