@@ -16,6 +16,7 @@
 
 import argparse
 import json
+import math
 import os
 import sys
 from dataclasses import asdict
@@ -30,7 +31,7 @@ def command_run(args) -> int:
     from launchers import LAUNCHERS, refuse_flags_of_others
     from launchers.base import RunSettings, SuiteStopped
     from launchers.suite_runner import run_suite
-    from results.records import ResultsLocked
+    from results.records import RecordNotWritten, ResultsLocked
     from suites.load import load_suite, parse_overrides
     from training.preflight import preflight
 
@@ -52,6 +53,9 @@ def command_run(args) -> int:
     except ResultsLocked as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except RecordNotWritten as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except SuiteStopped as stopped:
         print(stopped, file=sys.stderr)
         return 128 + stopped.signal_number
@@ -196,10 +200,10 @@ class _ModeValue(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from core.options import at_least, number_in
     from core.spec import DTYPES
     from estimates import MODES
     from launchers import LAUNCHERS
-    from launchers.base import at_least
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -211,8 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override a run-spec field for every run, e.g. steps=10 or data.path=/data/c4")
     run.add_argument("--dry-run", action="store_true", help="print the run specs and their ids, run nothing")
     run.add_argument("--no-progress", action="store_true", help="no per-step progress bars")
-    run.add_argument("--run-timeout", type=float, metavar="SECONDS",
-                     help="stop a run after this long and record it as timeout")
+    run.add_argument("--run-timeout", type=number_in(0, math.inf, low_included=False), metavar="SECONDS",
+                     help="stop a run after this long (above 0) and record it as timeout")
     run.add_argument("--retry-timeouts", action="store_true", help="run again the runs recorded as timeout")
     run.add_argument("--launcher", choices=list(LAUNCHERS), default="local",
                      help="how the runs are started: " + "; ".join(f"{name}: {launcher.summary}"
@@ -233,10 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("results", help="results file, e.g. results/ci_memory.jsonl")
     check.add_argument("--baseline", required=True, help="baseline file, e.g. results/baselines/ci_memory.json")
-    check.add_argument("--tolerance", type=float,
-                       help="relative rise of a byte figure that fails (default: the baseline's, 0.01 when new)")
-    check.add_argument("--loss-tolerance", type=float,
-                       help="relative rise of a final loss that fails (default: the baseline's, 0.02 when new)")
+    check.add_argument("--tolerance", type=number_in(0, 1), metavar="FRACTION",
+                       help="relative rise of a byte figure that fails, in [0, 1) (default: the baseline's, 0.01 when "
+                       "new)")
+    check.add_argument("--loss-tolerance", type=number_in(0, 1), metavar="FRACTION",
+                       help="relative rise of a final loss that fails, in [0, 1) (default: the baseline's, 0.02 when "
+                       "new)")
     check.add_argument("--update", action="store_true", help="rewrite the baseline from the results, saying what changed")
     check.set_defaults(handler=command_check)
 

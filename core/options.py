@@ -6,6 +6,8 @@ wrong key or type is refused with a message naming the key and what is accepted,
 any run starts.
 """
 
+import argparse
+import math
 import types
 import typing
 from dataclasses import MISSING, fields
@@ -92,3 +94,37 @@ def describe_options(options_class) -> str:
         f"{field.name} (required)" if field.default is MISSING else f"{field.name}={field.default!r}"
         for field in fields(options_class)
     )
+
+
+def at_least(minimum: int):
+    """An argparse type: an integer of at least `minimum`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} must be at least {minimum}")
+        return value
+
+    return parse
+
+
+def number_in(low: float, high: float, high_included: bool = False, low_included: bool = True):
+    """An argparse type: a finite number in the range [low, high) (the ends as given), said so
+    when refused."""
+    shown = f"{'[' if low_included else '('}{low:g}, {'inf' if high == math.inf else f'{high:g}'}" \
+            f"{']' if high_included else ')'}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number; accepted: {shown}") from None
+        inside = (low <= value if low_included else low < value) and (value <= high if high_included else value < high)
+        if not (math.isfinite(value) and inside):
+            raise argparse.ArgumentTypeError(f"{text} is out of range; accepted: {shown}")
+        return value
+
+    return parse

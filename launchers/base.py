@@ -58,21 +58,6 @@ class RunSettings:
     """What trains a spec (None: training.loop.train); tests put a stand-in here."""
 
 
-def at_least(minimum: int):
-    """An argparse type: an integer of at least `minimum`."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{value} must be at least {minimum}")
-        return value
-
-    return parse
-
-
 @dataclass(frozen=True)
 class Flag:
     """A `harness.py run` flag that sets one of a launcher's options over the suite's table."""

@@ -1,7 +1,7 @@
 """The one suite runner every launcher goes through: it holds the results file's lock, finds
 the runs not finished there (resume), hands them to the launcher's session, appends each
 record exactly once as the session yields it, removes the checkpoints of runs that will not
-run again, and turns SIGINT and SIGTERM into a clean stop (StopSignals).
+run again, and turns SIGINT, SIGTERM and SIGHUP into a clean stop (StopSignals).
 """
 
 import shutil
@@ -12,14 +12,15 @@ from pathlib import Path
 from core.plan import PlannedRun, Suite
 from core.statuses import FINISHED, Status
 from launchers.base import RunSettings, RunStopped, Session, SuiteStopped
-from results.records import append_record, finished_run_ids, results_lock
+from results.records import RecordNotWritten, append_record, check_writable, finished_run_ids, results_lock
 from results.schema import Record
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""Signals that stop a suite cleanly: Ctrl-C, kill, and a closed terminal (SIGHUP, as SIGTERM)."""
 
 
 class StopSignals:
-    """SIGINT and SIGTERM while a suite runs. Each is noted; inside `waiting()` (a session
+    """STOP_SIGNALS while a suite runs. Each is noted; inside `waiting()` (a session
     waiting on its runs) it is raised at once as RunStopped, elsewhere at the session's next
     `check()` or `waiting()`: a stop never cuts a record or a file of jobs in half."""
 
@@ -71,8 +72,15 @@ def pending_runs(suite: Suite, results_path: Path, retry_timeouts: bool) -> list
 
 
 def _keep(results_path: Path, record: Record):
-    append_record(results_path, record)
-    if record.status in FINISHED:  # a run that will not run again needs no checkpoint
+    """Append the run's record; only once it is written do its checkpoints go (a finished run
+    will not run again). RecordNotWritten, saying what becomes of the run, where it cannot be."""
+    try:
+        append_record(results_path, record)
+    except RecordNotWritten as error:
+        run = PlannedRun(record.label, record.spec).description
+        raise RecordNotWritten(f"{error}: the {record.status} record of {run} was not written; the run runs again "
+                               "on resume, its checkpoints are kept") from None
+    if record.status in FINISHED:
         shutil.rmtree(checkpoints_of(results_path) / record.run_id, ignore_errors=True)
 
 
@@ -81,6 +89,7 @@ def run_suite(session: Session, suite: Suite, results_path: Path, settings: RunS
     session, holding the file's lock; returns the new records. SuiteStopped when SIGINT or
     SIGTERM arrives (the run it cut short recorded, when there was one)."""
     records = []
+    check_writable(results_path)
     with results_lock(results_path), StopSignals() as stops:
         pending = pending_runs(suite, results_path, settings.retry_timeouts)
         print(f"{suite.name}: {len(suite.runs)} runs, {len(suite.runs) - len(pending)} already finished, "

@@ -7,6 +7,7 @@ each projection matrix in the state (regenerated every T steps from a per-parame
 and a norm-growth-limiter scalar per projected weight: both are counted as optimizer state.
 """
 
+import math
 from dataclasses import dataclass
 
 from apollo_torch import APOLLOAdamW
@@ -47,6 +48,8 @@ class ApolloOptions:
             raise ValueError(f"options.rank must be a positive integer, got {self.rank!r}")
         if self.update_proj_gap < 1:
             raise ValueError(f"options.update_proj_gap must be a positive integer, got {self.update_proj_gap!r}")
+        if not (math.isfinite(self.scale) and self.scale > 0):
+            raise ValueError(f"options.scale = {self.scale!r} scales every update; accepted: a number above 0")
 
 
 @dataclass(frozen=True)

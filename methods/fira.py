@@ -32,7 +32,7 @@ class FiraOptions:
     """Module-name suffixes of the Linear layers to project; None takes the workload's."""
 
     def __post_init__(self):
-        check_projection_options(self.rank, self.update_proj_gap, self.proj_type)
+        check_projection_options(self.rank, self.update_proj_gap, self.proj_type, ("alpha", self.alpha))
 
 
 def prepare(model, spec, options: FiraOptions, workload) -> Training:

@@ -30,7 +30,7 @@ class GaLoreOptions:
     """Module-name suffixes of the Linear layers to project; None takes the workload's."""
 
     def __post_init__(self):
-        check_projection_options(self.rank, self.update_proj_gap, self.proj_type)
+        check_projection_options(self.rank, self.update_proj_gap, self.proj_type, ("scale", self.scale))
 
 
 def param_groups(model: torch.nn.Module, spec, options: GaLoreOptions, workload) -> list[dict]:

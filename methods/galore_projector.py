@@ -6,6 +6,8 @@ on the right R = G Qᵀ with Q = Vh[:r] (r x n), on the left R = Pᵀ G with P =
 "projector_left" (P) and "projector_right" (Q), so state_dict() holds tensors only.
 """
 
+import math
+
 import torch
 
 from workloads.sizes import size_default
@@ -13,9 +15,12 @@ from workloads.sizes import size_default
 PROJ_TYPES = ("std", "reverse_std", "left", "right", "full")
 
 
-def check_projection_options(rank: int | None, update_proj_gap: int, proj_type: str):
+def check_projection_options(rank: int | None, update_proj_gap: int, proj_type: str, scale: tuple[str, float]):
     """The checks every SVD-projection method's options share (GaLore, Fira): a ValueError naming
-    the option and what is accepted."""
+    the option and what is accepted. `scale`: the name and value of the update's scale."""
+    name, value = scale
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"options.{name} = {value!r} scales every projected update; accepted: a number above 0")
     if proj_type not in PROJ_TYPES:
         raise ValueError(f"options.proj_type {proj_type!r} is not known; accepted: {', '.join(PROJ_TYPES)}")
     if rank is not None and rank < 1:

@@ -5,6 +5,7 @@ LM head stay trainable by default (`train_non_lora`); the base weights of the ad
 layers are frozen.
 """
 
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -30,6 +31,14 @@ class LoraOptions:
     """Keep embeddings, norms and head trainable (the paper's comparison); False freezes them."""
     target_modules: tuple[str, ...] | None = None
     """Module-name suffixes to adapt; None takes the workload's attention and MLP Linears."""
+
+    def __post_init__(self):
+        if self.rank < 1:
+            raise ValueError(f"options.rank must be a positive integer, got {self.rank!r}")
+        if not (math.isfinite(self.alpha) and self.alpha > 0):
+            raise ValueError(f"options.alpha = {self.alpha!r} scales every update; accepted: a number above 0")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"options.dropout = {self.dropout!r}; accepted: a probability in [0, 1)")
 
 
 def wrap_with_lora(model: torch.nn.Module, options: LoraOptions, workload) -> torch.nn.Module:

@@ -26,6 +26,10 @@ class LowRankOptions:
     target_modules: tuple[str, ...] | None = None
     """Module-name suffixes to factorise; None takes the workload's attention and MLP Linears."""
 
+    def __post_init__(self):
+        if self.rank < 1:
+            raise ValueError(f"options.rank must be a positive integer, got {self.rank!r}")
+
 
 @torch.no_grad()
 def factorised(linear: torch.nn.Linear, rank: int) -> torch.nn.Sequential:

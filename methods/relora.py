@@ -42,6 +42,7 @@ class ReloraOptions(LoraOptions):
     """Full-rank AdamW steps before ReLoRA begins; 0 (the GaLore comparison) starts with ReLoRA."""
 
     def __post_init__(self):
+        super().__post_init__()
         if self.reset_interval < 1:
             raise ValueError(f"options.reset_interval must be >= 1, got {self.reset_interval}")
         if self.state_pruning not in STATE_PRUNING:

@@ -5,6 +5,7 @@ import pandas as pd
 
 from core.statuses import RecordKind, Status
 from core.units import GB
+from reports.labels import row_key
 from results.schema import MEMORY_CATEGORIES, Record
 
 
@@ -15,7 +16,7 @@ def estimates_table(records: list[Record], labels: dict[str, str]) -> pd.DataFra
         if record.kind != RecordKind.TRACED_ESTIMATE:
             continue
         spec = record.spec
-        row = {"workload": record.workload_name, "method": labels[record.run_id],
+        row = {"workload": record.workload_name, "method": labels[row_key(record)],
                "setting": f"batch {spec.batch_size}, seq {spec.seq_len}, {spec.dtype}",
                "status": record.status if record.status == Status.OK else f"{record.status}: {record.error}"}
         peak, breakdown = record.memory.tracker_peak_bytes, record.memory.tracker_at_peak_bytes or {}

@@ -22,9 +22,14 @@ def settings(record: Record, ignored: tuple[str, ...] = NOT_SETTINGS) -> dict:
     return flat
 
 
-def row_labels(records: list[Record], across_sizes: bool = False) -> dict[str, str]:
-    """Each run id's row label: its label, plus the differing settings where the same label on the
-    same workload covers runs with different settings. `across_sizes`: one label per method line
+def row_key(record: Record) -> tuple[str, str]:
+    """What row_labels keys a record by: its suite and run id (one spec may be in two suites)."""
+    return record.suite, record.run_id
+
+
+def row_labels(records: list[Record], across_sizes: bool = False) -> dict[tuple[str, str], str]:
+    """Each record's row label, by row_key: its label, plus the differing settings where the same
+    label on the same workload covers runs with different settings. `across_sizes`: one label per method line
     across model sizes (the estimates plot), the size not counted as a setting."""
     groups: dict[tuple[str, str], list[Record]] = {}
     for record in records:
@@ -38,5 +43,5 @@ def row_labels(records: list[Record], across_sizes: bool = False) -> dict[str, s
         differing = [key for key in keys if len({json.dumps(one.get(key), sort_keys=True) for one in flat}) > 1]
         for record, one in zip(group, flat):
             suffix = ", ".join(f"{key}={one.get(key, 'default')}" for key in differing)
-            labels[record.run_id] = f"{label} ({suffix})" if suffix else label
+            labels[row_key(record)] = f"{label} ({suffix})" if suffix else label
     return labels

@@ -4,6 +4,7 @@ gradients, optimizer state, activations, other), one panel per workload."""
 from pathlib import Path
 
 from reports.columns import MIB
+from reports.labels import row_key
 from reports.plots import legend_below, ok_runs_by_workload, panels, save
 from results.schema import MEMORY_CATEGORIES, Record
 
@@ -16,7 +17,7 @@ def memory_breakdown(records: list[Record], labels: dict[str, str], path: Path):
         for record in runs:
             breakdown = record.memory.tracker_at_peak_bytes
             if breakdown:
-                by_workload.setdefault(workload, {}).setdefault(labels[record.run_id], breakdown)
+                by_workload.setdefault(workload, {}).setdefault(labels[row_key(record)], breakdown)
     if not by_workload:
         return None
     figure, axes = panels(len(by_workload), 4.2)

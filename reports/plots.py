@@ -13,6 +13,7 @@ from core.statuses import RecordKind, Status
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen before pyplot loads
 
+from reports.labels import row_key
 from results.schema import Record  # noqa: E402
 
 PANEL_WIDTH_IN, COLUMNS_OF_PANELS, DPI = 6.0, 2, 110
@@ -78,7 +79,7 @@ def loss_vs_tokens(records: list[Record], labels: dict[str, str], colors: dict[s
             spec = record.spec
             tokens_per_step = spec.batch_size * spec.grad_accum * spec.seq_len
             steps = range(1, len(record.metrics.loss_curve) + 1)
-            label = labels[record.run_id]
+            label = labels[row_key(record)]
             axis.plot([step * tokens_per_step for step in steps], record.metrics.loss_curve,
                       color=colors[label], linewidth=1.2, label=label)
         floor = runs[0].metrics.loss_floor

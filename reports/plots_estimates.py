@@ -5,6 +5,7 @@ from pathlib import Path
 
 from core.statuses import RecordKind, Status
 from core.units import GB
+from reports.labels import row_key
 from reports.plots import legend_below, panels, save
 from results.schema import Record
 
@@ -40,9 +41,9 @@ def memory_vs_size(records: list[Record], labels: dict[str, str], colors: dict[s
     for axis, (setting, estimates) in zip(axes, by_setting.items()):
         sizes = sorted({r.spec.size for r in estimates},
                        key=lambda size: max(_weight_bytes(r) for r in estimates if r.spec.size == size))
-        for label in dict.fromkeys(labels[r.run_id] for r in estimates):
+        for label in dict.fromkeys(labels[row_key(r)] for r in estimates):
             points = sorted((sizes.index(r.spec.size), r.memory.tracker_peak_bytes / GB)
-                            for r in estimates if labels[r.run_id] == label)
+                            for r in estimates if labels[row_key(r)] == label)
             axis.plot(*zip(*points), marker="o", color=colors.get(label), label=label)
         for gb, card in CARDS_GB:
             axis.axhline(gb, color="gray", linestyle="--", linewidth=0.8)

@@ -1,6 +1,8 @@
 """Writes a suite's report from its records: report.md, index.html (the same tables, plots
 embedded) and summary.csv (the figures in base units) under reports/out/<suite>/."""
 
+import sys
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -90,17 +92,56 @@ def _plot_blocks(latest, runs, labels, summary, out_dir: Path) -> list:
     return [Heading("Plots"), *shown] if shown else []
 
 
+def _check_inputs(paths: list[Path]):
+    for path in paths:
+        if not path.exists():
+            raise ValueError(f"{path}: no such results file")
+        if path.is_dir():
+            raise ValueError(f"{path}: is a directory; give the results files in it (e.g. {path}/*.jsonl)")
+
+
+def _writable_folder(out_dir: Path) -> Path:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir}: is a file; the report is a folder (index.html, report.md, summary.csv)")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".probe"):
+            pass
+    except OSError as error:
+        raise ValueError(f"--out {out_dir}: {error.strerror}; the report cannot be written there") from None
+    return out_dir
+
+
+def _records_of(paths: list[Path]) -> list:
+    """The newest record of each run id in each file. A run id in several files (the same spec in
+    two suites) keeps a record from each, said on stderr: none is dropped."""
+    per_file = {path: latest_by_run(read_records(path)) for path in paths}
+    seen: dict[str, Path] = {}
+    for path, records in per_file.items():
+        for record in records:
+            if record.run_id in seen:
+                print(f"warning: run {record.run_id} ({record.label} on {record.workload_name}) is in both "
+                      f"{seen[record.run_id]} and {path}: both records are reported", file=sys.stderr)
+            seen.setdefault(record.run_id, path)
+    return [record for records in per_file.values() for record in records]
+
+
 def render_report(results_paths, out_dir: Path | None = None, baseline: str = "full") -> Path:
     """Render one or more results files into out_dir (default reports/out/<first file's stem>);
-    returns the report.md path. Lines that are not records are reported on stderr and skipped."""
+    returns the report.md path. Lines that are not records are reported on stderr and skipped;
+    a missing input, an output that cannot be written or a baseline label no run has is a
+    ValueError in one line, before anything is written."""
     paths = [Path(results_paths)] if isinstance(results_paths, (str, Path)) else [Path(p) for p in results_paths]
-    latest = latest_by_run([record for path in paths for record in read_records(path)])
+    _check_inputs(paths)
+    latest = _records_of(paths)
     if not latest:
         raise ValueError(f"{', '.join(map(str, paths))}: no records to report")
-    out_dir = Path(out_dir or REPORTS_DIR / paths[0].stem)
-    out_dir.mkdir(parents=True, exist_ok=True)
     runs = [record for record in latest if record.kind == RecordKind.RUN]
     traced = [record for record in latest if record.kind == RecordKind.TRACED_ESTIMATE]
+    labels_run = sorted({record.label for record in runs})
+    if runs and baseline not in labels_run:
+        raise ValueError(f"--baseline {baseline!r} is not the label of any run here; accepted: {', '.join(labels_run)}")
+    out_dir = _writable_folder(Path(out_dir or REPORTS_DIR / paths[0].stem))
     labels = {**row_labels(runs), **row_labels(traced, across_sizes=True)}
     summary = summary_frame(runs_frame(runs), baseline) if runs else pd.DataFrame()
 

@@ -10,7 +10,7 @@ import pandas as pd
 from core.statuses import Status
 from reports.columns import COLUMNS, TABLES
 from reports.gpus import mfu, parameter_count
-from reports.labels import row_labels
+from reports.labels import row_key, row_labels
 from results.schema import Record
 
 KEYS = ["workload", "method"]
@@ -32,7 +32,7 @@ def runs_frame(records: list[Record]) -> pd.DataFrame:
         cuda = record.environment.device_type == "cuda"
         row = {
             "workload": record.workload_name,
-            "method": labels[record.run_id],
+            "method": labels[row_key(record)],
             "label": record.label,
             "options": _options_text(record),
             "lr": record.spec.lr,

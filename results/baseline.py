@@ -121,6 +121,10 @@ def read_baseline(path: Path) -> Baseline:
         raise BaselineError(f"{path}: not a baseline file ({type(error).__name__}: {error})") from None
     if baseline.version != BASELINE_VERSION:
         raise BaselineError(f"{path}: baseline version {baseline.version}; this code reads {BASELINE_VERSION}")
+    for name in ("tolerance", "loss_tolerance"):
+        value = getattr(baseline, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+            raise BaselineError(f"{path}: {name} = {value!r}; accepted: a number in [0, 1)")
     return baseline
 
 

@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,18 +37,64 @@ def _repair_torn_tail(descriptor: int, path: Path):
     print(f"warning: {path}: cut a torn last line of {size - start} bytes (a writer killed mid-write)", file=sys.stderr)
 
 
+class RecordNotWritten(RuntimeError):
+    """A record could not be appended whole (a full disk, a read-only file, an I/O error); the
+    file holds no part of it. The message names the file and the system's reason."""
+
+
+def _write_whole(descriptor: int, line: bytes):
+    # os.write may write part of the line (a disk filling up): write the rest until all is out
+    # or the system refuses, which raises.
+    written = 0
+    while written < len(line):
+        written += os.write(descriptor, line[written:])
+
+
 def append_record(path: Path, record: Record):
-    """Append one record as one whole line and fsync it, after repairing a torn tail."""
+    """Append one record as one whole line and fsync it, after repairing a torn tail; on any
+    failure the file is cut back to where it was and RecordNotWritten is raised."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     line = (json.dumps(record.to_json(), sort_keys=True) + "\n").encode()
-    descriptor = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError as error:
+        raise RecordNotWritten(f"{path}: {error.strerror}") from None
     try:
         _repair_torn_tail(descriptor, path)
-        os.write(descriptor, line)
-        os.fsync(descriptor)
+        before = os.fstat(descriptor).st_size
+        try:
+            _write_whole(descriptor, line)
+            os.fsync(descriptor)
+        except OSError as error:
+            os.ftruncate(descriptor, before)  # no part of a record is left to read as a torn line
+            raise RecordNotWritten(f"{path}: {error.strerror}") from None
     finally:
         os.close(descriptor)
+
+
+class ResultsNotWritable(ValueError):
+    """Records could not be appended to a results file: found before any run."""
+
+
+def check_writable(path: Path):
+    """ResultsNotWritable, before any run, where records could not be appended to `path`: a
+    results file that cannot be opened for appending, or a folder in which no file can be made."""
+    path = Path(path)
+    try:
+        if path.exists():
+            if path.is_dir():
+                raise IsADirectoryError(21, "is a directory, not a results file")
+            os.close(os.open(path, os.O_WRONLY | os.O_APPEND))
+        else:
+            existing = next(folder for folder in path.parents if folder.exists())
+            if not existing.is_dir():
+                raise NotADirectoryError(20, f"{existing} is a file, not a folder")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".probe"):
+                pass
+    except OSError as error:
+        raise ResultsNotWritable(f"{path}: {error.strerror}; no record could be written there") from None
 
 
 def read_records(path: Path) -> list[Record]:

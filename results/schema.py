@@ -252,7 +252,8 @@ class Record:
     setting: Setting = field(default_factory=Setting)
     """The typed fields the spec's option tables resolved to: what report rows are keyed by."""
     notes: list[str] = field(default_factory=list)
-    """For an estimate: the assumptions and substitutions it applied."""
+    """For an estimate: the assumptions and substitutions it applied; for a run: what met it on the
+    way (a checkpoint that could not be loaded, set aside)."""
     schema_version: int = SCHEMA_VERSION
     """The layout this record was written in (see SCHEMA_VERSION)."""
 

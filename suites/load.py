@@ -167,6 +167,11 @@ def parse_overrides(assignments: list[str]) -> dict:
         key, value = parse_assignment(assignment, "--set")
         if key.startswith("data."):
             overrides.setdefault("data", {})[key.removeprefix("data.")] = value
+        elif key == "data":
+            if not isinstance(value, dict):
+                raise SuiteError(f"command line: --set data = {value!r} must be a table, e.g. data={{corpus=\"c4\"}}, "
+                                 "or set one key: --set data.corpus=c4")
+            overrides.setdefault("data", {}).update(value)
         else:
             overrides[key] = value
     _spec_fields({k: v for k, v in overrides.items() if k != "data"}, "--set ", "command line", ())

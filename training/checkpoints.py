@@ -9,7 +9,9 @@ and it is read with torch.load(weights_only=True): nothing in it is executed or 
 """
 
 import os
+import zipfile
 from dataclasses import asdict
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -38,11 +40,42 @@ def save_checkpoint(directory: Path, steps_done: int, training, losses: list[flo
     os.replace(partial, directory / CHECKPOINT_FILE)
 
 
+def _reason(error: Exception) -> str:
+    # The first sentence only: torch's refusal goes on to advise weights_only=False, which would
+    # execute whatever the file holds.
+    return f"{type(error).__name__}: {str(error).splitlines()[0].split('. ')[0]}"
+
+
 def load_checkpoint(directory: Path | None) -> dict | None:
     """The last checkpoint in directory, or None where there is none."""
     if directory is None or not (directory / CHECKPOINT_FILE).exists():
         return None
-    return torch.load(directory / CHECKPOINT_FILE, weights_only=True)
+    try:
+        return torch.load(directory / CHECKPOINT_FILE, weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unreadable file gets the same one line
+        raise RuntimeError(f"checkpoint {directory / CHECKPOINT_FILE} could not be loaded ({_reason(error)})") from None
+
+
+def set_aside_unreadable(directory: Path) -> str | None:
+    """Where the run's last checkpoint cannot be loaded (cut short, or not one of ours), move it
+    aside, kept for inspection beside the run's folder, so that the run starts from step 0
+    instead of failing on every resume; returns the record's note saying so, or None. Read as a
+    memory map: nothing of a large checkpoint is read but its index."""
+    path = directory / CHECKPOINT_FILE
+    if not path.exists():
+        return None
+    if not zipfile.is_zipfile(path):
+        reason = "not a zip archive, as torch.save writes: cut short or not a checkpoint"
+    else:
+        try:
+            torch.load(path, weights_only=True, mmap=True)
+            return None
+        except Exception as error:  # noqa: BLE001 - any unreadable file is set aside alike
+            reason = _reason(error)
+    # Beside the run's folder, not in it: the folder goes once the run finishes, the file stays.
+    aside = directory.parent / f"{directory.name}.unreadable-{datetime.now(timezone.utc):%Y%m%dT%H%M%S.%f}.pt"
+    os.replace(path, aside)
+    return f"checkpoint {path} could not be loaded ({reason}); moved to {aside}; the run started from step 0"
 
 
 def restore(state: dict, training, losses: list[float], clock, tracker) -> int:

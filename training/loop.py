@@ -36,6 +36,11 @@ that never left the uniform level is not divergence: it has not learnt yet."""
 MIN_WINDOW_STEPS = 5
 """Losses are judged as means over windows of this many steps (or a tenth of the run, if more):
 one batch's loss is noisy (a tiny RoBERTa's swings 0.1 nats around ln 3 from step to step)."""
+FLAT_AT_UNIFORM = 1e-4
+"""A loss within this fraction of the uniform-prediction level on every step of the last window
+sits flat at it: the model predicts the same for every input (a dead model: lr 1e6 on the tiny
+LLaMA gives ln 2048 = 7.624618 on every step). A model that has not learnt yet still moves with
+its batches by far more (the tiny RoBERTa's 0.1 nats), so it is not mistaken for one."""
 
 
 def divergence(metrics: Metrics) -> str | None:
@@ -46,6 +51,11 @@ def divergence(metrics: Metrics) -> str | None:
     totals = list(itertools.accumulate(losses, initial=0.0))
     means = [(totals[i + window] - totals[i]) / window for i in range(len(losses) - window + 1)]
     start, end, lowest = means[0], means[-1], min(means)
+    if not math.isfinite(metrics.eval_loss if metrics.eval_loss is not None else 0.0) or metrics.perplexity == math.inf:
+        return f"the held-out loss is {metrics.eval_loss}: its perplexity overflows"
+    if uniform is not None and all(abs(loss - uniform) <= FLAT_AT_UNIFORM * uniform for loss in losses[-window:]):
+        return (f"the loss sat at the uniform-prediction level {uniform:.4f} on each of the last {window} steps: the "
+                "model predicts the same for every input")
     if end > ROSE_ABOVE_START * start:
         return (f"mean loss of the last {window} steps {end:.4f} is above {ROSE_ABOVE_START} x that of the first "
                 f"{window}, {start:.4f}")

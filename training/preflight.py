@@ -73,6 +73,13 @@ def _check_svd_rank(training):
                 )
 
 
+def _check_timed_steps(spec: RunSpec):
+    # A run (not an estimate, which traces its steps untimed) must leave a step to time.
+    if spec.timing_warmup_steps >= spec.steps:
+        raise PreflightError(f"timing_warmup_steps = {spec.timing_warmup_steps} leaves none of the {spec.steps} steps "
+                             f"timed (no tokens/s, no step times); accepted: 0 to {spec.steps - 1}")
+
+
 def check_run(spec: RunSpec):
     """PreflightError (or the options' own OptionError), in one line, for a spec that cannot
     start or would fail at once."""
@@ -80,6 +87,10 @@ def check_run(spec: RunSpec):
     METHODS[spec.method].parse_options(spec.method_options)
     workload = WORKLOADS[spec.workload]
     _check_paths(workload.data(spec))
+    try:
+        workload.check(spec)
+    except (ValueError, OSError, RuntimeError) as error:
+        raise PreflightError(str(error)) from None
     _check_method(spec, workload)
 
 
@@ -93,6 +104,7 @@ def preflight(source: str, runs: list[PlannedRun]):
             continue
         checked.add(setting)
         try:
+            _check_timed_steps(spec)
             check_run(spec)
         except ValueError as error:
             raise PreflightError(f"{source}: {planned.label} on {spec.workload}-{spec.size}: {error}") from None

@@ -38,6 +38,10 @@ class Workload:
         """spec.data parsed into data_options; an OptionError names a key or value it refuses."""
         return parse_options(self.data_options, spec.data, "data.")
 
+    def check(self, spec: RunSpec):
+        """ValueError, in one line, for a spec this workload can never run as asked, found before
+        any run (training/preflight.py); nothing by default."""
+
     def build_model(self, spec: RunSpec) -> torch.nn.Module:
         """The model, on CPU in float32 (the loop moves and casts it)."""
         raise NotImplementedError

@@ -5,6 +5,7 @@ data.corpus picks the text: "markov" (default; generated offline, with a known l
 """
 
 import math
+import sys
 from dataclasses import dataclass
 from functools import cache
 from typing import Iterator
@@ -75,6 +76,11 @@ class LlamaPretraining(TransformersLossMixin, Workload):
     target_modules = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
     head_modules = ()
     packages = ("datasets",)
+
+    def check(self, spec):
+        if spec.seq_len < 2:
+            raise ValueError(f"seq_len = {spec.seq_len}: a causal LM predicts each token from those before it, so a "
+                             "sequence needs at least 2 tokens; accepted: 2 or more")
 
     def config(self, spec) -> LlamaConfig:
         values = model_config("llama", spec.size)
@@ -163,7 +169,9 @@ class LlamaPretraining(TransformersLossMixin, Workload):
         if total_predicted == 0:
             raise ValueError(f"data.corpus {self.data(spec).corpus!r}: the validation split holds no text to evaluate")
         eval_loss = total_loss / total_predicted
-        return Evaluation(eval_loss=eval_loss, perplexity=math.exp(eval_loss), eval_tokens=total_predicted)
+        # exp overflows a float above ~709.78 nats: such a model is recorded diverged, its figures kept.
+        perplexity = math.exp(eval_loss) if eval_loss < math.log(sys.float_info.max) else math.inf
+        return Evaluation(eval_loss=eval_loss, perplexity=perplexity, eval_tokens=total_predicted)
 
     def uniform_loss(self, spec) -> float | None:
         return math.log(self.config(spec).vocab_size)

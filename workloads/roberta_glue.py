@@ -60,6 +60,13 @@ def _tokenized_split(
     return examples, tokenizer.pad_token_id
 
 
+def _refuse_a_batch_above(batch_size: int, examples: int, task: str):
+    # Batches are whole: a batch larger than the split would never be drawn.
+    if batch_size > examples:
+        raise ValueError(f"batch_size = {batch_size} is larger than the {examples} training examples of {task}; "
+                         f"accepted: 1 to {examples}")
+
+
 class RobertaGlue(TransformersLossMixin, Workload):
     # As the GaLore repo's run_glue.py: its names match by substring there and by suffix in
     # peft and our methods; either way "output.dense" takes both the attention output projection
@@ -76,6 +83,16 @@ class RobertaGlue(TransformersLossMixin, Workload):
     def loss_weight(self, batch) -> torch.Tensor:
         labels = batch["labels"]  # one per row: cross-entropy or MSE is averaged over rows
         return torch.tensor(len(labels), device=labels.device)
+
+    def check(self, spec):
+        task = self.task(spec)
+        if task.name in synthetic_glue.SYNTHETIC_TASKS:
+            examples = synthetic_glue.SPLIT_SIZES["train"]
+        elif self.data(spec).path is not None:  # local files: counted here; the Hub's, when the run loads them
+            examples = len(glue_tasks.load_split(task, "train", self.data(spec).path))
+        else:
+            return
+        _refuse_a_batch_above(spec.batch_size, examples, task.name)
 
     def task_name(self, spec) -> str | None:
         return self.data(spec).task
@@ -143,6 +160,7 @@ class RobertaGlue(TransformersLossMixin, Workload):
     def train_batches(self, spec, rows: slice = ALL_ROWS) -> Iterator[dict]:
         """Epoch after epoch over the training split, reshuffled each epoch from spec.seed."""
         examples, pad_id = self._examples(spec, "train")
+        _refuse_a_batch_above(spec.batch_size, len(examples), self.task(spec).name)
         regression = self.task(spec).num_labels == 1
         generator = torch.Generator().manual_seed(spec.seed)
         while True:

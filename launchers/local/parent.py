@@ -29,6 +29,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import asdict
 from datetime import datetime, timezone
+from multiprocessing import forkserver
 from pathlib import Path
 
 import torch
@@ -37,9 +38,10 @@ from core.plan import PlannedRun
 from core.statuses import Status
 from launchers.base import RunSettings, RunStopped
 from launchers.local.child import worker
-from launchers.suite_runner import checkpoints_of
+from launchers.suite_runner import STOP_SIGNALS, checkpoints_of
 from launchers.torchrun.parent import TorchrunProcess
 from results.schema import Record
+from training.checkpoints import set_aside_unreadable
 from training.loop import train
 from training.setting import run_setting
 
@@ -81,6 +83,15 @@ def _stop(worker_process):
         worker_process.join()
 
 
+def _stop_the_fork_server():
+    """A stop that came while the fork server was still starting the worker (the first start
+    imports torch and the rest, seconds): the worker has no pid yet and would be forked after the
+    harness is gone. Ending the fork server instead means it never is."""
+    server_pid = forkserver._forkserver._forkserver_pid
+    if server_pid is not None:
+        os.kill(server_pid, signal.SIGKILL)
+
+
 def run_one(planned: PlannedRun, suite_name: str, train_function, progress: bool = True,
             timeout_s: float | None = None, checkpoint_dir: Path | None = None, waiting=nullcontext) -> Record:
     """Run one spec in a fresh process and return its record; RunStopped (with the record)
@@ -89,25 +100,28 @@ def run_one(planned: PlannedRun, suite_name: str, train_function, progress: bool
     last one there."""
     started = time.time()
     stopped_by = None
+    set_aside = set_aside_unreadable(checkpoint_dir) if planned.spec.checkpoint_every and checkpoint_dir else None
     with tempfile.TemporaryDirectory() as scratch:
         outcome_path = os.path.join(scratch, "outcome.json")
         if planned.spec.world_size > 1:
             process = TorchrunProcess(planned.spec, outcome_path, train_function, progress, str(checkpoint_dir))
         else:
             process = WORKERS.Process(target=worker, args=(planned.spec.to_json(), outcome_path, train_function,
-                                                           progress, str(checkpoint_dir)))
+                                                           progress, str(checkpoint_dir), os.getpid()))
         oom_kills_before = _oom_kills()
         try:
             with waiting():
                 process.start()
                 process.join(timeout_s)
         except RunStopped as stop:
-            for signal_number in (signal.SIGINT, signal.SIGTERM):
+            for signal_number in STOP_SIGNALS:
                 signal.signal(signal_number, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
             stopped_by = stop.signal_number
         if stopped_by is not None:
             if process.pid is not None:
                 _stop(process)
+            else:
+                _stop_the_fork_server()
             name = signal.Signals(stopped_by).name
             outcome = {"status": Status.KILLED, "error": f"the harness was stopped by {name} during this run"}
         elif process.is_alive():
@@ -127,6 +141,7 @@ def run_one(planned: PlannedRun, suite_name: str, train_function, progress: bool
             "started_at": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
             "wall_s": time.time() - started,
             "world_size": planned.spec.world_size,
+            "notes": [set_aside] if set_aside else [],
             **outcome,
         }
     )

@@ -3,7 +3,8 @@ launchers were an axis, [slurm]), then the command line's flags."""
 
 from dataclasses import dataclass
 
-from launchers.base import Flag, at_least
+from core.options import at_least
+from launchers.base import Flag
 
 
 @dataclass(frozen=True)

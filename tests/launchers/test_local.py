@@ -2,6 +2,7 @@
 end recorded, the suite going on; results files written by one harness at a time; no orphan
 workers."""
 
+import errno
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 from core.statuses import FINISHED
 from harness import main
 from launchers.packages import recorded_packages
+from launchers.suite_runner import checkpoints_of
 from results.records import read_records, results_lock
 from suites.load import load_suite
 from tests.conftest import run_locally
@@ -78,6 +80,7 @@ def sleeps(spec, progress, checkpoint_dir):
     time.sleep(600)
 
 
+@pytest.mark.slow  # starts worker processes
 def test_every_way_a_run_ends_is_recorded_and_the_suite_goes_on(write_suite, tmp_path):
     suite = load_suite(write_suite(SUITE + '\n[[methods]]\nname = "low_rank"\n'))
     results = tmp_path / "runner.jsonl"
@@ -115,6 +118,7 @@ def test_a_second_harness_on_the_same_results_is_refused(write_suite, tmp_path, 
     assert not results.exists()
 
 
+@pytest.mark.slow  # starts worker processes
 def test_run_exits_1_when_a_run_did_not_finish_ok(write_suite, tmp_path):
     # A data directory that exists (so preflight lets it through) but holds no text.
     (tmp_path / "empty").mkdir()
@@ -153,7 +157,7 @@ def gone(processes: list[psutil.Process], within_s: float = 120) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_stopping_the_harness_records_the_run_killed_and_leaves_no_process(write_suite, tmp_path, stop):
     harness, results = start_long_suite(write_suite, tmp_path)
     children = descendants(harness.pid)
@@ -171,9 +175,45 @@ def test_a_killed_harness_leaves_no_worker_training(write_suite, tmp_path):
     workers, everything = worker_of(harness.pid), descendants(harness.pid)
     harness.kill()
     harness.wait(timeout=10)
-    assert gone(workers, within_s=30)  # the worker dies with the fork server, which exits with the harness
+    # The worker watches the harness itself (0.1 s measured here), not only the fork server,
+    # which takes seconds to shut down with torch imported.
+    assert gone(workers, within_s=1)
     assert gone(everything)
     assert read_records(results) == []
+
+
+def fork_server_of(harness_pid: int) -> list[psutil.Process]:
+    return [child for child in psutil.Process(harness_pid).children() if "forkserver" in " ".join(child.cmdline())]
+
+
+def forked_by_a_fork_server() -> set[int]:
+    """Live processes running a fork server's command line: fork servers and the workers they fork."""
+    return {p.info["pid"] for p in psutil.process_iter(["pid", "cmdline", "status"])
+            if "multiprocessing.forkserver" in " ".join(p.info["cmdline"] or []) and p.info["status"] != "zombie"}
+
+
+@pytest.mark.slow
+def test_a_stop_while_the_first_worker_is_starting_leaves_no_worker_to_start_later(write_suite, tmp_path):
+    """The fork server imports torch and the rest before it forks the first worker: a SIGTERM
+    then must not leave that worker to be forked after the harness has gone."""
+    text = SUITE.replace("steps = 3", "steps = 100000").split("[[methods]]")[0] + '[[methods]]\nname = "full"\n'
+    results = tmp_path / "long.jsonl"
+    others = forked_by_a_fork_server()  # this test session's own
+    harness = subprocess.Popen([sys.executable, "harness.py", "run", str(write_suite(text)), "--results", str(results),
+                                "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not fork_server_of(harness.pid):  # the fork server exists: the worker is being started
+        assert time.time() < deadline and harness.poll() is None
+        time.sleep(0.01)
+    [server] = fork_server_of(harness.pid)
+    assert not server.children()
+    harness.send_signal(signal.SIGTERM)
+    assert harness.wait(timeout=120) == 128 + signal.SIGTERM
+    assert gone([server], within_s=1)
+    time.sleep(2)  # what a fork server left behind would have been forked by now
+    assert forked_by_a_fork_server() - others == set()
+    [record] = read_records(results)
+    assert (record.status, record.error) == ("killed", "the harness was stopped by SIGTERM during this run")
 
 
 @pytest.mark.slow
@@ -196,3 +236,29 @@ def test_a_harness_killed_at_random_moments_loses_and_repeats_nothing(write_suit
     assert len(records) == len(lines)  # every line a whole record
     finished = [r.run_id for r in records if r.status in FINISHED]
     assert sorted(finished) == sorted(run.spec.run_id for run in load_suite(path).runs)
+
+
+@pytest.mark.slow  # starts worker processes
+def test_a_record_the_disk_refuses_stops_the_suite_keeping_the_runs_checkpoints(write_suite, tmp_path, monkeypatch,
+                                                                                  capsys):
+    from results import records
+
+    text = SUITE.replace("steps = 3", "steps = 3\n    checkpoint_every = 1").split("[[methods]]")[0]
+    path = write_suite(text + '[[methods]]\nname = "full"\n[[methods]]\nname = "lora"\n')
+    results = tmp_path / "r.jsonl"
+
+    def disk_full(descriptor, line):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(records, "_write_whole", disk_full)
+    assert main(["run", str(path), "--results", str(results), "--no-progress"]) == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line == (f"error: {results}: No space left on device: the ok record of full llama-tiny seed 0 was not "
+                    "written; the run runs again on resume, its checkpoints are kept")
+    [full, _] = load_suite(path).runs
+    assert (checkpoints_of(results) / full.spec.run_id / "checkpoint.pt").exists()
+    assert results.read_text() == ""
+    monkeypatch.undo()
+    assert main(["run", str(path), "--results", str(results), "--no-progress"]) == 0
+    assert [r.label for r in read_records(results)] == ["full", "lora"]  # full trained again, lora for the first time
+    assert not (checkpoints_of(results) / full.spec.run_id).exists()

@@ -88,6 +88,7 @@ def test_every_launcher_has_typed_defaults_and_flags_that_set_its_options(launch
     assert {f"{launcher.name}.{flag.option}" for flag in launcher.flags} <= flags
 
 
+@pytest.mark.slow  # starts worker processes
 def test_a_launcher_registered_with_one_line_runs_a_suite_through_the_harness(registered, write_suite, tmp_path,
                                                                                capsys):
     results = tmp_path / "r.jsonl"

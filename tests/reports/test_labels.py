@@ -38,9 +38,9 @@ def test_deltas_are_against_the_baseline_label_of_the_same_workload(tmp_path):
 
 
 def test_estimate_lines_keep_one_label_per_setting_across_sizes():
-    from reports.labels import row_labels
+    from reports.labels import row_key, row_labels
 
     records = [with_options(make_record("a", "lora"), rank=128), with_options(make_record("b", "lora")),
                replace(make_record("c", "lora"), spec=replace(make_record("c", "lora").spec, size="60m"))]
     labels = row_labels(records, across_sizes=True)
-    assert [labels[r.run_id] for r in records] == ["lora (rank=128)", "lora (rank=default)", "lora (rank=default)"]
+    assert [labels[row_key(r)] for r in records] == ["lora (rank=128)", "lora (rank=default)", "lora (rank=default)"]

@@ -1,5 +1,8 @@
 """Reports render from records alone."""
 
+import pytest
+
+from harness import main
 from reports.render import render_report
 from results.records import append_record
 from tests.record_fixtures import make_record, markdown_rows
@@ -86,3 +89,37 @@ def test_empty_torn_and_garbage_lines_are_reported_by_number_and_the_rest_render
     assert f"{results}:2: skipped, empty line" in warnings
     assert f"{results}:3: skipped, not JSON" in warnings
     assert f"{results}:5: skipped, not JSON" in warnings
+
+
+@pytest.mark.parametrize("problem, expected", [
+    ("a missing input", "{missing}: no such results file"),
+    ("a directory as input", "{folder}: is a directory; give the results files in it"),
+    ("--out a file", "--out {file}: is a file; the report is a folder"),
+    ("--out under a file", "--out {file}/report: Not a directory; the report cannot be written there"),
+    ("an unknown baseline label", "--baseline 'adamw' is not the label of any run here; accepted: full, lora"),
+])
+def test_a_report_that_cannot_be_made_as_asked_is_refused_in_one_line(problem, expected, tmp_path, capsys):
+    results, folder, file = tmp_path / "demo.jsonl", tmp_path / "folder", tmp_path / "file"
+    append_record(results, make_record("a", "full"))
+    append_record(results, make_record("b", "lora"))
+    folder.mkdir()
+    file.write_text("")
+    inputs = {"a missing input": [str(results), str(tmp_path / "missing.jsonl")],
+              "a directory as input": [str(folder)]}.get(problem, [str(results)])
+    flags = {"--out a file": ["--out", str(file)], "--out under a file": ["--out", str(file / "report")],
+             "an unknown baseline label": ["--baseline", "adamw"]}.get(problem, [])
+    assert main(["report", *inputs, *flags]) == 2
+    message = expected.format(missing=tmp_path / "missing.jsonl", folder=folder, file=file)
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: {message}")
+
+
+def test_the_same_spec_in_two_inputs_is_reported_from_both(tmp_path, capsys):
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    append_record(first, make_record("a", "full", final_loss=2.0))
+    append_record(second, make_record("a", "full", final_loss=4.0))
+    report = render_report([first, second], tmp_path / "out")
+    assert f"run a (full on llama-tiny) is in both {first} and {second}: both records are reported" in (
+        capsys.readouterr().err)
+    [row] = markdown_rows(report.read_text(), "workload", "runs ok")
+    assert row["runs ok"] == "2/2 ok"

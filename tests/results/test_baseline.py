@@ -139,6 +139,7 @@ def test_versions_that_differ_from_the_baselines_are_said_first(gate, tmp_path, 
     ("no baseline", "error: {baseline}: no such baseline file (write one with --update)"),
     ("garbage baseline", "error: {baseline}: not a baseline file (JSONDecodeError: "),
     ("nothing in common", "error: {now}: no runs in common with {baseline}"),
+    ("a tolerance that is a string", "error: {baseline}: tolerance = 'high'; accepted: a number in [0, 1)"),
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys, problem, expected):
     now, baseline = tmp_path / "now.jsonl", tmp_path / "baseline.json"
@@ -146,6 +147,10 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, problem, expected):
         append_record(now, gated_record("z", "full"))
     if problem == "garbage baseline":
         baseline.write_text("{not json")
+    if problem == "a tolerance that is a string":
+        assert main(["check", str(now), "--baseline", str(baseline), "--update"]) == 0
+        capsys.readouterr()
+        baseline.write_text(baseline.read_text().replace('"tolerance": 0.01', '"tolerance": "high"'))
     if problem == "nothing in common":
         other = tmp_path / "other.jsonl"
         append_record(other, gated_record("a", "full"))
@@ -165,3 +170,13 @@ def test_the_ci_suite_and_its_baselines_cover_every_method_and_workload():
         (run.spec.run_id, run.label) for run in load_suite("suites/ci_memory.toml").runs
     }
     assert {run.label for run in read_baseline("results/baselines/ci_traced_7b.json").runs} == set(METHODS)
+
+
+@pytest.mark.parametrize("flag, value", [("--tolerance", "nan"), ("--tolerance", "-1"), ("--tolerance", "1"),
+                                         ("--loss-tolerance", "inf")])
+def test_a_tolerance_outside_0_to_1_is_refused(gate, flag, value, capsys):
+    """nan passed a +100% rise; -1 failed an improvement."""
+    with pytest.raises(SystemExit) as refused:
+        gate(gated_record("a", "full"), gated_record("b", "galore"), extra_args=(flag, value))
+    assert refused.value.code == 2
+    assert f"argument {flag}: {value} is out of range; accepted: [0, 1)" in capsys.readouterr().err

@@ -56,6 +56,27 @@ CASES = {
                                              "full on llama-tiny: batch_size = 2 must be a multiple of the world size"),
     "--set a negative clip": (BASE, ["--set", "grad_clip=-1"],
                               "command line: --set grad_clip = -1 is out of range; accepted: a number >= 0"),
+    "checkpoints every -1 steps": (BASE, ["--set", "checkpoint_every=-1"],
+                                   "--set checkpoint_every = -1 is out of range; accepted: an integer >= 0"),
+    "evaluating -1 batches": (BASE, ["--set", "eval_batches=-1"],
+                              "--set eval_batches = -1 is out of range; accepted: an integer >= 0"),
+    "an auto device with an index": (BASE.replace('device = "cpu"', 'device = "auto:1"'), [],
+                                     "defaults.device = 'auto:1' is not known; accepted: auto, cpu, cuda, cuda:N"),
+    "--set data not a table": (BASE, ["--set", "data=3"], "command line: --set data = 3 must be a table"),
+    "a causal sequence of one token": (BASE.replace("seq_len = 16", "seq_len = 1"), [],
+                                       "full on llama-tiny: seq_len = 1: a causal LM predicts each token from those "
+                                       "before it, so a sequence needs at least 2 tokens; accepted: 2 or more"),
+    "no step left to time": (BASE.replace("steps = 4", "steps = 4\ntiming_warmup_steps = 4"), [],
+                             "full on llama-tiny: timing_warmup_steps = 4 leaves none of the 4 steps timed"),
+    "a batch above a finite split": (GLUE.replace("batch_size = 2", "batch_size = 2000"), [],
+                                     "full on roberta_glue-tiny: batch_size = 2000 is larger than the 1024 training "
+                                     "examples of synthetic-classification; accepted: 1 to 1024"),
+    "a LoRA rank of 0": (method('name = "lora"\noptions = { rank = 0 }'), [],
+                         "options.rank must be a positive integer, got 0"),
+    "a negative GaLore scale": (method('name = "galore"\noptions = { scale = -1.0 }'), [],
+                                "options.scale = -1.0 scales every projected update; accepted: a number above 0"),
+    "a dropout of 1": (method('name = "lora"\noptions = { dropout = 1.0 }'), [],
+                       "options.dropout = 1.0; accepted: a probability in [0, 1)"),
     "batch as text": (BASE.replace("batch_size = 2", 'batch_size = "2"'), [], "defaults.batch_size = '2' must be an integer"),
     "options not a table": (method('name = "lora"\noptions = 8'), [], "methods[0].options = 8 must be a table"),
     "unknown option": (method('name = "lora"\noptions = { rnak = 8 }'), [],
@@ -123,3 +144,21 @@ def test_every_case_gives_its_own_line():
 def test_every_shipped_suite_passes_preflight(path):
     """A shipped suite that a run would refuse (as llama_7b_memory once clipped its layer-wise runs) fails here."""
     preflight(path, load_suite(path, {"device": "cpu"}).runs)
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--run-timeout", "0"], "argument --run-timeout: 0 is out of range; accepted: (0, inf)"),
+    (["--run-timeout", "-1"], "argument --run-timeout: -1 is out of range; accepted: (0, inf)"),
+])
+def test_a_flag_out_of_its_range_is_refused_by_the_parser(flags, expected, write_suite, tmp_path, capsys):
+    with pytest.raises(SystemExit) as refused:
+        main(["run", str(write_suite(BASE)), "--results", str(tmp_path / "r.jsonl"), *flags])
+    assert refused.value.code == 2 and expected in capsys.readouterr().err
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_results_that_cannot_be_written_stop_the_suite_before_any_run(write_suite, tmp_path, capsys):
+    (tmp_path / "a file").write_text("")
+    assert main(["run", str(write_suite(BASE)), "--results", str(tmp_path / "a file" / "r.jsonl")]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: {tmp_path / 'a file' / 'r.jsonl'}: {tmp_path / 'a file'} is "
+                                               "a file, not a folder; no record could be written there")

@@ -2,6 +2,7 @@
 losses exactly (seeded, CPU)."""
 
 import pytest
+import torch
 
 import training.loop as train_module
 from tests.conftest import tiny_spec
@@ -62,6 +63,7 @@ def stopped_once_in_step_5(spec, progress, checkpoint_dir):
     return train(spec, progress=progress, checkpoint_dir=checkpoint_dir)
 
 
+@pytest.mark.slow  # starts worker processes
 def test_the_runner_resumes_a_killed_run_from_its_checkpoint(write_suite, tmp_path):
     from launchers.suite_runner import checkpoints_of
     from suites.load import load_suite
@@ -90,3 +92,44 @@ def test_the_runner_resumes_a_killed_run_from_its_checkpoint(write_suite, tmp_pa
     whole, _ = train(suite.runs[0].spec, progress=False)
     assert resumed.status == "ok" and resumed.metrics.loss_curve == whole.loss_curve
     assert not (checkpoints_of(results) / resumed.run_id).exists()  # a finished run keeps no checkpoint
+
+
+@pytest.mark.slow  # starts worker processes
+@pytest.mark.parametrize("content", ["cut short", "not ours"])
+def test_a_checkpoint_that_cannot_be_loaded_is_set_aside_and_the_run_starts_over(content, write_suite, tmp_path):
+    """It blocked its run for good: every resume recorded torch's refusal, named no file and kept it."""
+    import datetime
+
+    from launchers.suite_runner import checkpoints_of
+    from suites.load import load_suite
+    from tests.conftest import run_locally
+
+    suite = load_suite(write_suite("""
+        [defaults]
+        steps = 4
+        checkpoint_every = 2
+        batch_size = 4
+        seq_len = 32
+        eval_batches = 1
+        timing_warmup_steps = 1
+        device = "cpu"
+        [[workloads]]
+        name = "llama"
+        size = "tiny"
+        [[methods]]
+        name = "full"
+    """))
+    results = tmp_path / "r.jsonl"
+    folder = checkpoints_of(results) / suite.runs[0].spec.run_id
+    folder.mkdir(parents=True)
+    if content == "cut short":
+        (folder / CHECKPOINT_FILE).write_bytes(b"PK\x03\x04 a zip archive's first bytes, then nothing")
+    else:  # a pickled object weights_only refuses to build
+        torch.save({"steps_done": 2, "written": datetime.datetime(2026, 1, 1)}, folder / CHECKPOINT_FILE)
+    [record] = run_locally(suite, results, progress=False)
+    assert record.status == "ok" and len(record.metrics.loss_curve) == 4  # from step 0
+    [aside] = list(folder.parent.glob(f"{folder.name}.unreadable-*.pt"))
+    [note] = record.notes
+    assert note.startswith(f"checkpoint {folder / CHECKPOINT_FILE} could not be loaded (") and note.endswith(
+        f"); moved to {aside}; the run started from step 0")
+    assert "weights_only=False" not in note and not folder.exists()  # the file is kept, beside the finished run

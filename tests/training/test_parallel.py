@@ -185,6 +185,7 @@ def test_fsdp2_matches_the_unsharded_run_and_holds_half_the_weights(method, opti
 REFUSED = """
     [defaults]
     steps = 2
+    timing_warmup_steps = 1
     device = "cpu"
     nproc = 2
     {line}
