@@ -25,6 +25,10 @@ DEVICES = ("auto", "cpu", "cuda")
 SHARDINGS = ("none", "fsdp2")
 """How a run on several processes holds its model: "none" (DistributedDataParallel: every rank
 a whole copy) or "fsdp2" (torch.distributed.fsdp.fully_shard: each rank a shard)."""
+CONVENTIONS = ("reference", "hf")
+"""Whose training conventions a run follows where they differ (the README's table "Conventions:
+ours and Hugging Face's"): "reference" (the GaLore reference's, the suite's default) or "hf"
+(transformers' Trainer's: weight decay, GaLore's and APOLLO's optimizers, target modules)."""
 
 
 class SpecError(OptionError):
@@ -94,6 +98,10 @@ class RunSpec:
     """host:port of the rendezvous for a multi-node run (torchrun --rdzv-endpoint)."""
     sharding: str = "none"
     """One of SHARDINGS."""
+    conventions: str = "reference"
+    """One of CONVENTIONS: "hf" trains as transformers' Trainer would (no weight decay on norms
+    and biases, GaLore and APOLLO built as its galore_adamw and apollo_adamw, target modules
+    matched as its optim_target_modules); "reference" as the GaLore reference does."""
 
     def __post_init__(self):
         for name in FIELD_TYPES:
@@ -147,6 +155,7 @@ FIELDS_ADDED_AFTER_V2 = {
     "nnodes": 1,
     "rdzv_endpoint": "",
     "sharding": "none",
+    "conventions": "reference",
 }
 """Fields added to RunSpec after record schema v2, with their defaults (see RunSpec.to_json)."""
 
@@ -158,7 +167,7 @@ AT_LEAST = {"seed": 0, "steps": 1, "batch_size": 1, "grad_accum": 1, "seq_len": 
 ABOVE_ZERO = ("lr",)
 FRACTIONS = ("warmup_fraction",)
 """Fields that must lie in [0, 1]."""
-CHOICES = {"dtype": tuple(DTYPES), "sharding": SHARDINGS}
+CHOICES = {"dtype": tuple(DTYPES), "sharding": SHARDINGS, "conventions": CONVENTIONS}
 NAMES = ("workload", "size", "method")
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 

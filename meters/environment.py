@@ -1,6 +1,7 @@
-"""The environment record: versions, device and code state a run depends on."""
+"""The environment record: versions, device, code state and the host's load a run depends on."""
 
 import importlib.metadata
+import os
 import platform
 import socket
 import subprocess
@@ -33,6 +34,14 @@ def _git(*args: str) -> str | None:
         return None
 
 
+def load_average_1m() -> float | None:
+    """The host's 1-minute load average now, or None where the platform has none (Windows) or refuses it."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -50,6 +59,8 @@ def environment(device: torch.device, packages: tuple[str, ...]) -> Environment:
         device_type=device.type,
         device_name=device_name(device),
         host=socket.gethostname(),
+        cpu_count=os.cpu_count(),
+        load_average_1m=load_average_1m(),
         git_commit=_git("rev-parse", "HEAD"),
         git_dirty=None if status is None else bool(status),
     )

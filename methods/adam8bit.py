@@ -1,10 +1,10 @@
 """8-bit Adam: bitsandbytes' AdamW with blockwise-quantized moments."""
 
-from methods.base import Method, NoOptions, Training, adamw8bit, warmup_cosine_schedule
+from methods.base import Method, NoOptions, Training, adamw8bit, warmup_cosine_schedule, weight_decay_groups
 
 
 def prepare(model, spec, options, workload):
-    optimizer = adamw8bit(list(model.parameters()), spec)
+    optimizer = adamw8bit(weight_decay_groups(model, list(model.parameters()), spec), spec)
     return Training(model=model, optimizer=optimizer, scheduler=warmup_cosine_schedule(optimizer, spec))
 
 

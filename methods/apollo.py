@@ -5,6 +5,7 @@ yield a scaling factor per channel (APOLLO) or per tensor (Mini), which scales t
 full-rank gradient. Other parameters get plain AdamW in the same optimizer. The package keeps
 each projection matrix in the state (regenerated every T steps from a per-parameter seed)
 and a norm-growth-limiter scalar per projected weight: both are counted as optimizer state.
+Under conventions "hf" the optimizer is built as transformers' Trainer builds apollo_adamw.
 """
 
 import math
@@ -12,12 +13,25 @@ from dataclasses import dataclass
 
 from apollo_torch import APOLLOAdamW
 
-from methods.base import Method, Training, options_rank, projected_and_plain, warmup_cosine_schedule
+from methods.base import (
+    Method,
+    Training,
+    options_rank,
+    projected_and_plain,
+    projection_weight_decay,
+    warmup_cosine_schedule,
+)
 from methods.layerwise import layerwise_training
 
 PROJECTIONS = ("random", "svd")
 SCALE_TYPES = ("channel", "tensor")
 PACKAGES = ("apollo-torch",)
+HF_WEIGHT_DECAY = 0.0
+"""Under conventions "hf", the weight decay of every tensor: APOLLOAdamW's default, as
+transformers' Trainer builds apollo_adamw from the lr alone."""
+HF_PROJECTED_EPS = 1e-8
+"""Under conventions "hf", the projected group's eps: transformers' apollo_adamw gives that group
+the Trainer's adam_epsilon (default 1e-8); the plain group keeps APOLLOAdamW's 1e-6."""
 
 
 @dataclass(frozen=True)
@@ -37,7 +51,8 @@ class ApolloOptions:
     proj_type: str = "std"
     """std projects the smaller side; reverse_std, left, right as in GaLore."""
     target_modules: tuple[str, ...] | None = None
-    """Module-name suffixes of the Linear layers to project; None takes the workload's."""
+    """Module-name suffixes of the Linear layers to project (conventions "hf": names, substrings
+    or regexes, as transformers' optim_target_modules); None takes the workload's."""
 
     def __post_init__(self):
         if self.proj not in PROJECTIONS:
@@ -65,8 +80,8 @@ class ApolloMiniOptions(ApolloOptions):
     """The update is multiplied by sqrt(scale)."""
 
 
-def param_groups(model, options: ApolloOptions, workload) -> list[dict]:
-    projected, plain = projected_and_plain(model, options.target_modules, workload)
+def param_groups(model, spec, options: ApolloOptions, workload) -> list[dict]:
+    projected, plain = projected_and_plain(model, options.target_modules, workload, spec.conventions)
     settings = {
         "rank": options.rank,
         "proj": options.proj,
@@ -75,19 +90,23 @@ def param_groups(model, options: ApolloOptions, workload) -> list[dict]:
         "update_proj_gap": options.update_proj_gap,
         "proj_type": options.proj_type,
     }
+    if spec.conventions == "hf":
+        settings["eps"] = HF_PROJECTED_EPS
     return [{"params": plain}, {"params": projected, **settings}]
 
 
 def prepare(model, spec, options: ApolloOptions, workload) -> Training:
-    optimizer = APOLLOAdamW(param_groups(model, options, workload), lr=spec.lr, weight_decay=spec.weight_decay)
+    weight_decay = projection_weight_decay(spec, HF_WEIGHT_DECAY)
+    optimizer = APOLLOAdamW(param_groups(model, spec, options, workload), lr=spec.lr, weight_decay=weight_decay)
     return Training(model=model, optimizer=optimizer, scheduler=warmup_cosine_schedule(optimizer, spec))
 
 
 def prepare_layerwise(model, spec, options: ApolloOptions, workload) -> Training:
     optimizer_of = {}
-    parameters = [(group, p) for group in param_groups(model, options, workload) for p in group["params"]]
+    parameters = [(group, p) for group in param_groups(model, spec, options, workload) for p in group["params"]]
+    weight_decay = projection_weight_decay(spec, HF_WEIGHT_DECAY)
     for seed, (group, p) in enumerate(parameters, start=1):
-        optimizer = APOLLOAdamW([{**group, "params": [p]}], lr=spec.lr, weight_decay=spec.weight_decay)
+        optimizer = APOLLOAdamW([{**group, "params": [p]}], lr=spec.lr, weight_decay=weight_decay)
         # Alone in its optimizer every weight would get seed 1, the same projection for all;
         # give each the seed it has in the one-optimizer form.
         optimizer.state[p]["seed"] = seed

@@ -1,5 +1,6 @@
 """The method contract: a method turns a model into something trainable; and the parts
-methods share (AdamW and 8-bit AdamW, the schedule, picking Linear layers by name)."""
+methods share (AdamW and 8-bit AdamW and the param groups they decay, the schedule, picking
+Linear layers by name), each following the run's conventions where ours and Hugging Face's differ."""
 
 from dataclasses import dataclass
 from typing import Callable
@@ -82,18 +83,39 @@ class NoOptions:
     """For methods that take no options."""
 
 
-def adamw(parameters: list[torch.nn.Parameter], spec: RunSpec) -> torch.optim.AdamW:
+def weight_decay_groups(model: torch.nn.Module, parameters: list[torch.nn.Parameter], spec: RunSpec) -> list[dict]:
+    """`parameters` (some of `model`'s) as an AdamW-family optimizer's param groups. Conventions
+    "reference": one group, every tensor decayed (the GaLore reference's AdamW). "hf": as
+    transformers' Trainer.create_optimizer groups them, the tensors it decays and a group of the
+    rest (norms, biases) at weight decay 0."""
+    if spec.conventions == "reference":
+        return [{"params": parameters}]
+    # Imported here: transformers' trainer pulls in accelerate, which reference runs never need.
+    from transformers import Trainer
+
+    # The Trainer's own rule (layer types and name patterns); it reads nothing of the Trainer,
+    # so it runs without one. Tied weights count once, under their first name, as there.
+    decayed_names = set(Trainer.get_decay_parameter_names(None, model))
+    decayed_ids = {id(p) for name, p in model.named_parameters() if name in decayed_names}
+    groups = [
+        {"params": [p for p in parameters if id(p) in decayed_ids]},
+        {"params": [p for p in parameters if id(p) not in decayed_ids], "weight_decay": 0.0},
+    ]
+    return [group for group in groups if group["params"]]
+
+
+def adamw(param_groups: list[dict], spec: RunSpec) -> torch.optim.AdamW:
     """torch AdamW at the spec's lr and weight decay, on its fastest path for the device."""
-    on_cuda = parameters[0].is_cuda
+    on_cuda = param_groups[0]["params"][0].is_cuda
     # fused is the fastest AdamW on CUDA; on CPU foreach is the multi-tensor path.
     return torch.optim.AdamW(
-        parameters, lr=spec.lr, weight_decay=spec.weight_decay, fused=on_cuda, foreach=not on_cuda
+        param_groups, lr=spec.lr, weight_decay=spec.weight_decay, fused=on_cuda, foreach=not on_cuda
     )
 
 
-def adamw8bit(parameters: list[torch.nn.Parameter], spec: RunSpec):
+def adamw8bit(param_groups: list[dict], spec: RunSpec):
     """bitsandbytes' AdamW8bit (blockwise 8-bit moments) at the spec's lr and weight decay."""
-    return bitsandbytes.optim.AdamW8bit(parameters, lr=spec.lr, weight_decay=spec.weight_decay)
+    return bitsandbytes.optim.AdamW8bit(param_groups, lr=spec.lr, weight_decay=spec.weight_decay)
 
 
 def linear_layers(model: torch.nn.Module, suffixes) -> dict[str, torch.nn.Linear]:
@@ -105,15 +127,38 @@ def linear_layers(model: torch.nn.Module, suffixes) -> dict[str, torch.nn.Linear
     }
 
 
-def projected_and_plain(model: torch.nn.Module, target_modules, workload) -> tuple[list, list]:
+def hf_target_layers(model: torch.nn.Module, target_modules) -> dict[str, torch.nn.Linear]:
+    """name -> module of the Linear layers transformers' Trainer projects for optim_target_modules
+    (its check_target_module_exists): a name equal to one of them, containing one, or matching
+    one as a whole regex, so that ("attn", "mlp") takes every attention and MLP Linear."""
+    from transformers.trainer_utils import check_target_module_exists
+
+    return {
+        name: module
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and check_target_module_exists(list(target_modules), name)
+    }
+
+
+def projected_and_plain(model: torch.nn.Module, target_modules, workload, conventions: str) -> tuple[list, list]:
     """The trainable weights of the Linear layers named by target_modules (None: the workload's
-    attention and MLP layers), which projection methods project, and every other trainable parameter."""
+    attention and MLP layers), which projection methods project, and every other trainable
+    parameter. Names match by suffix (conventions "reference", as peft's target_modules) or as
+    Hugging Face's Trainer matches optim_target_modules ("hf")."""
     targets = target_modules or workload.target_modules
-    projected = [layer.weight for layer in linear_layers(model, targets).values() if layer.weight.requires_grad]
+    layers = linear_layers(model, targets) if conventions == "reference" else hf_target_layers(model, targets)
+    projected = [layer.weight for layer in layers.values() if layer.weight.requires_grad]
     if not projected:
         raise ValueError(f"options.target_modules {list(targets)} matches no Linear layer of the model")
     projected_ids = {id(p) for p in projected}
     return projected, [p for p in model.parameters() if p.requires_grad and id(p) not in projected_ids]
+
+
+def projection_weight_decay(spec: RunSpec, hf_default: float) -> float:
+    """The weight decay a GaLore-family optimizer is built with: the spec's; under conventions
+    "hf" `hf_default`, the optimizer class's own default, because transformers' Trainer builds
+    galore_* and apollo_* optimizers from the lr alone and its weight_decay never reaches them."""
+    return hf_default if spec.conventions == "hf" else spec.weight_decay
 
 
 def warmup_cosine_schedule(optimizer: torch.optim.Optimizer, spec: RunSpec):

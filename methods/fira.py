@@ -29,14 +29,15 @@ class FiraOptions:
     proj_type: str = "std"
     """std (project the smaller side), reverse_std, left, right, or full (both sides)."""
     target_modules: tuple[str, ...] | None = None
-    """Module-name suffixes of the Linear layers to project; None takes the workload's."""
+    """Module-name suffixes of the Linear layers to project (conventions "hf": names, substrings
+    or regexes, as transformers' optim_target_modules); None takes the workload's."""
 
     def __post_init__(self):
         check_projection_options(self.rank, self.update_proj_gap, self.proj_type, ("alpha", self.alpha))
 
 
 def prepare(model, spec, options: FiraOptions, workload) -> Training:
-    projected, plain = projected_and_plain(model, options.target_modules, workload)
+    projected, plain = projected_and_plain(model, options.target_modules, workload, spec.conventions)
     settings = {
         "rank": galore_rank(options, spec),
         "update_proj_gap": options.update_proj_gap,

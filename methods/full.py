@@ -1,10 +1,10 @@
 """Full-rank AdamW: the baseline every other method is compared with."""
 
-from methods.base import Method, NoOptions, Training, adamw, warmup_cosine_schedule
+from methods.base import Method, NoOptions, Training, adamw, warmup_cosine_schedule, weight_decay_groups
 
 
 def prepare(model, spec, options, workload):
-    optimizer = adamw(list(model.parameters()), spec)
+    optimizer = adamw(weight_decay_groups(model, list(model.parameters()), spec), spec)
     return Training(model=model, optimizer=optimizer, scheduler=warmup_cosine_schedule(optimizer, spec))
 
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 import torch
 import torch.distributed as dist
 
-from methods.base import Method, NoOptions, Training, adamw, adamw8bit, warmup_cosine_schedule
+from methods.base import Method, NoOptions, Training, adamw, adamw8bit, warmup_cosine_schedule, weight_decay_groups
 
 
 def average_gradient(gradient: torch.Tensor):
@@ -115,7 +115,12 @@ def layerwise_training(model: torch.nn.Module, spec, optimizer_of: dict) -> Trai
 
 def _one_optimizer_per_parameter(make_optimizer):
     def prepare(model, spec, options, workload) -> Training:
-        optimizer_of = {p: make_optimizer([p], spec) for p in model.parameters() if p.requires_grad}
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        optimizer_of = {
+            p: make_optimizer([{**group, "params": [p]}], spec)
+            for group in weight_decay_groups(model, trainable, spec)
+            for p in group["params"]
+        }
         return layerwise_training(model, spec, optimizer_of)
 
     return prepare

@@ -16,7 +16,7 @@ import torch
 # prints on every LoRA model is about their code, not the user's.
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
-from methods.base import Method, Training, adamw, options_rank, warmup_cosine_schedule
+from methods.base import Method, Training, adamw, options_rank, warmup_cosine_schedule, weight_decay_groups
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,8 @@ def wrap_with_lora(model: torch.nn.Module, options: LoraOptions, workload) -> to
 
 def prepare(model, spec, options, workload):
     lora_model = wrap_with_lora(model, options, workload)
-    optimizer = adamw([p for p in lora_model.parameters() if p.requires_grad], spec)
+    trainable = [p for p in lora_model.parameters() if p.requires_grad]
+    optimizer = adamw(weight_decay_groups(lora_model, trainable, spec), spec)
     return Training(model=lora_model, optimizer=optimizer, scheduler=warmup_cosine_schedule(optimizer, spec))
 
 

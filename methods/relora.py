@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from peft.tuners.lora import LoraLayer
 
-from methods.base import Method, Training, adamw, options_rank
+from methods.base import Method, Training, adamw, options_rank, weight_decay_groups
 from methods.jagged_cosine import jagged_cosine_schedule
 from methods.lora import LoraOptions, wrap_with_lora
 
@@ -125,7 +125,7 @@ def prepare(model, spec, options, workload):
     # AdamW skips parameters without a gradient, so one optimizer serves both phases: the
     # LoRA factors get state only once ReLoRA starts, and the base weights' state is dropped then.
     optimized = [p for p in lora_model.parameters() if options.warm_start_steps or p in relora_trainable]
-    optimizer = adamw(optimized, spec)
+    optimizer = adamw(weight_decay_groups(lora_model, optimized, spec), spec)
     restarts = restart_steps(options, spec.steps)
 
     def start_relora():

@@ -13,7 +13,7 @@ from unittest import mock
 import torch
 from torchao.optim import AdamW4bit, AdamW8bit
 
-from methods.base import Method, NoOptions, Training, warmup_cosine_schedule
+from methods.base import Method, NoOptions, Training, warmup_cosine_schedule, weight_decay_groups
 
 
 def _uncompiled(function, **compile_options):
@@ -34,7 +34,8 @@ def _eager(optimizer_class):
 def _prepare(optimizer_class):
     def prepare(model, spec, options: NoOptions, workload) -> Training:
         parameters = [p for p in model.parameters() if p.requires_grad]
-        optimizer = optimizer_class(parameters, lr=spec.lr, weight_decay=spec.weight_decay)
+        groups = weight_decay_groups(model, parameters, spec)
+        optimizer = optimizer_class(groups, lr=spec.lr, weight_decay=spec.weight_decay)
         return Training(model=model, optimizer=optimizer, scheduler=warmup_cosine_schedule(optimizer, spec))
 
     return prepare

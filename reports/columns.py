@@ -5,7 +5,7 @@ one line here."""
 from dataclasses import dataclass, fields
 
 from core.units import MIB
-from results.schema import MEMORY_CATEGORIES, Memory, Metrics, Record
+from results.schema import MEMORY_CATEGORIES, TASK_METRIC_NAMES, Memory, Metrics, Record
 
 TABLES = ("memory", "breakdown", "speed", "quality")
 """The summary's tables, in the order the report shows them (split so each fits a laptop screen)."""
@@ -47,6 +47,11 @@ def _breakdown_column(category: str) -> Column:
                   table="breakdown")
 
 
+TASK_METRIC_HEADINGS = {"accuracy": "accuracy", "f1": "F1", "matthews_correlation": "Matthews corr.",
+                        "pearson": "Pearson", "spearman": "Spearman"}
+"""How the tables call each of TASK_METRIC_NAMES; each task fills its own, and a column no row fills is left out."""
+
+
 COLUMNS = (
     Column("memory.tracker_peak_bytes", "tracked peak", "MiB", scale=MIB, table="memory", delta=True),
     *(_breakdown_column(category) for category in MEMORY_CATEGORIES),
@@ -63,6 +68,7 @@ COLUMNS = (
     Column("metrics.final_loss_above_floor", "loss above floor", ""),
     Column("metrics.perplexity", "perplexity", ""),
     Column("metrics.task_score", "task score", "", delta=True),
+    *(Column(f"metrics.task_metrics.{name}", TASK_METRIC_HEADINGS[name], "") for name in TASK_METRIC_NAMES),
 )
 
 

@@ -1,9 +1,11 @@
 """The report's first lines: per workload, which method row uses least memory, learns best and
-runs fastest, with its change against the baseline, so a reader gets the answer before the tables."""
+runs fastest, with its change against the baseline, so a reader gets the answer before the tables;
+a speed figure that is noise (reports/speed_noise.py) says so there too."""
 
 import pandas as pd
 
 from reports.columns import MIB
+from reports.summary import DELTA_UNRELIABLE
 
 PEAK, LOSS, SCORE, SPEED = ("memory.tracker_peak_bytes", "metrics.final_loss", "metrics.task_score",
                             "metrics.tokens_per_s")
@@ -37,7 +39,9 @@ def glance_lines(summary: pd.DataFrame, baseline: str) -> list[str]:
         elif (row := _best(rows, LOSS, lowest=True)) is not None:
             parts.append(f"lowest final loss **{row['method']}** ({row[f'{LOSS}_mean']:.4g}{_versus(row, LOSS, baseline)})")
         if (row := _best(rows, SPEED, lowest=False)) is not None:
-            parts.append(f"fastest **{row['method']}** ({row[f'{SPEED}_mean']:.0f} tokens/s{_versus(row, SPEED, baseline)})")
+            noisy = "; not to be trusted: step times spread, see Speed" if row[DELTA_UNRELIABLE] else ""
+            parts.append(f"fastest **{row['method']}** ({row[f'{SPEED}_mean']:.0f} tokens/s"
+                         f"{_versus(row, SPEED, baseline)}{noisy})")
         if parts:
             lines.append(f"`{workload}`: " + "; ".join(parts) + ".")
     return lines

@@ -7,6 +7,9 @@ from core.statuses import RecordKind
 from results.schema import Record
 
 PACKAGES = ("torch", "transformers", "peft", "bitsandbytes")
+LOAD = "load average (1 min), min–max"
+"""The environment table's row of the host's load as the runs started: a range over the runs, not
+a grouping key, so runs on one machine under varying load stay one environment."""
 
 
 def _environment_row(record: Record) -> dict:
@@ -15,17 +18,28 @@ def _environment_row(record: Record) -> dict:
     row = {"device": f"{env.device_name or '?'} ({env.device_type or '?'})"}
     row.update({name: env.packages.get(name) or "–" for name in PACKAGES})
     row.update({"python": env.python, "CUDA / driver": f"{env.cuda or '–'} / {env.driver or '–'}",
-                "git commit": commit, "host": env.host})
+                "git commit": commit, "host": env.host, "CPUs": env.cpu_count or "–", LOAD: env.load_average_1m})
     return row
 
 
+def _load_range(loads: pd.Series) -> str:
+    low, high = loads.min(), loads.max()
+    if pd.isna(low):
+        return "–"
+    return f"{low:.2f}" if low == high else f"{low:.2f}–{high:.2f}"
+
+
 def environment_table(records: list[Record]) -> pd.DataFrame:
-    """One row per distinct environment of the measured runs (normally one), with its run count."""
+    """One row per distinct environment of the measured runs (normally one), with its run count and
+    the range of the host's load over those runs."""
     rows = [_environment_row(record) for record in records if record.kind == RecordKind.RUN]
     if not rows:
         return pd.DataFrame()
-    frame = pd.DataFrame(rows).fillna("–")
-    counted = frame.groupby(list(frame.columns), sort=False).size().reset_index(name="runs")
+    frame = pd.DataFrame(rows)
+    loads = pd.to_numeric(frame.pop(LOAD), errors="coerce")  # None (records before the field) -> NaN
+    frame = frame.fillna("–")
+    groups = loads.groupby([frame[name] for name in frame.columns], sort=False)
+    counted = groups.agg(_load_range).rename(LOAD).to_frame().assign(runs=groups.size()).reset_index()
     return counted.T.reset_index().set_axis(["", *[f"environment {i + 1}" for i in range(len(counted))]], axis=1)
 
 

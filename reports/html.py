@@ -6,6 +6,7 @@ import html
 import re
 
 from reports.document import MISSING, Block, Code, Heading, Image, Table, Text
+from reports.speed_noise import UNRELIABLE_MARK
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1280px; margin: 1.5em auto;
@@ -23,6 +24,7 @@ td.number { text-align: right; font-variant-numeric: tabular-nums; }
 th { background: #f5f5f5; font-weight: 600; }
 tr:hover td { background: #fafafa; }
 td.failed { color: #b00020; font-weight: 600; }
+td.noisy { color: #9a5b00; font-style: italic; }
 figure { margin: 0.8em 0 1.6em; } figure img { max-width: 100%; height: auto; }
 figcaption { font-size: 0.9em; color: #555; }
 """
@@ -36,11 +38,14 @@ def _inline(text: str) -> str:
 
 
 NUMBER = re.compile(r"[-+]?\d+(\.\d+)?(e[-+]?\d+)?(%|×)?( ± [\d.e+-]+)?")  # not a version like 5.23.0
+NOISY = f" {UNRELIABLE_MARK}"
 
 
 def _cell_class(text: str) -> str:
     if re.fullmatch(r"\d+/\d+ ok; .+", text):  # a row with runs that did not finish ok
         return ' class="failed"'
+    if text.endswith(NOISY) and NUMBER.fullmatch(text.removesuffix(NOISY)):
+        return ' class="number noisy"'
     return ' class="number"' if NUMBER.fullmatch(text) or text == MISSING else ""
 
 

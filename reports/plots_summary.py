@@ -7,6 +7,8 @@ import pandas as pd
 
 from reports.columns import MIB
 from reports.plots import legend_below, panels, save
+from reports.speed_noise import marked
+from reports.summary import UNRELIABLE
 
 TOKENS_PER_S = "metrics.tokens_per_s"
 PEAK_BYTES = "memory.tracker_peak_bytes"
@@ -18,13 +20,15 @@ def _by_workload(summary: pd.DataFrame, needed: list[str]) -> dict[str, pd.DataF
 
 
 def throughput_bars(summary: pd.DataFrame, colors: dict[str, str], path: Path):
-    """Tokens/s per method row, mean over seeds with the std as an error bar, one panel per workload."""
+    """Tokens/s per method row, mean over seeds with the std as an error bar, one panel per workload;
+    a row whose figure is noise (reports/speed_noise.py) is marked in its name."""
     by_workload = _by_workload(summary, [f"{TOKENS_PER_S}_mean"])
     if not by_workload:
         return None
     figure, axes = panels(len(by_workload), 4.2)
     for axis, (workload, rows) in zip(axes, by_workload.items()):
-        axis.barh(rows.method, rows[f"{TOKENS_PER_S}_mean"], xerr=rows[f"{TOKENS_PER_S}_std"].fillna(0),
+        names = [marked(method, noisy) for method, noisy in zip(rows.method, rows[UNRELIABLE])]
+        axis.barh(names, rows[f"{TOKENS_PER_S}_mean"], xerr=rows[f"{TOKENS_PER_S}_std"].fillna(0),
                   color=[colors[method] for method in rows.method])
         axis.invert_yaxis()
         axis.set(title=f"{workload}: throughput", xlabel="tokens/s (non-padding tokens per second, after warm-up)")

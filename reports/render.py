@@ -19,12 +19,14 @@ from reports.paper import ESTIMATED, MEASURED, paper_comparison
 from reports.plots import label_colors, loss_vs_tokens
 from reports.plots_estimates import memory_vs_size
 from reports.plots_summary import memory_vs_loss, throughput_bars
+from reports.speed_noise import UNRELIABLE_MARK, UNRELIABLE_NOTE
 from reports.summary import display_tables, runs_frame, summary_frame
 from results.records import latest_by_run, read_records
 
 REPORTS_DIR = Path(__file__).resolve().parent / "out"
 TABLE_TITLES = {"settings": "Runs and settings", "memory": "Memory",
-                "breakdown": "Tracked memory at the peak, by category", "speed": "Speed", "quality": "Loss and task score"}
+                "breakdown": "Tracked memory at the peak, by category", "speed": "Speed",
+                "quality": "Loss, task score and the task's own metrics"}
 SUMMARY_NOTES = (
     "Rows are grouped by workload (model and size, and task where one workload runs several). "
     "Figures are means over the seeds that finished ok, `± std` where there are several; Δ columns are "
@@ -33,7 +35,8 @@ SUMMARY_NOTES = (
     "`weights + optimizer state` is the paper's convention, at the end of training; CUDA and NVML "
     "columns appear for GPU runs only; `process peak RSS` includes the Python and torch libraries. "
     "Step times exclude the warm-up steps. MFU (CUDA only) is 6 × parameters × tokens/s over the GPU's "
-    "dense BF16 peak (reports/gpus.py; a dash for a GPU not listed)."
+    "dense BF16 peak (reports/gpus.py; a dash for a GPU not listed). A GLUE task's score is its metric, or the "
+    "mean of its two (MRPC, QQP: F1 and accuracy; STS-B: Pearson and Spearman), each shown beside it."
 )
 
 
@@ -64,7 +67,7 @@ def _header_blocks(records, paths) -> list:
 
 def _summary_blocks(runs, baseline: str, summary: pd.DataFrame) -> list:
     blocks = [Heading("Summary"), *[Text(line) for line in glance_lines(summary, baseline)],
-              Text(SUMMARY_NOTES.format(baseline=baseline))]
+              Text(SUMMARY_NOTES.format(baseline=baseline)), Text(UNRELIABLE_NOTE)]
     for name, table in display_tables(summary, baseline).items():
         blocks += [Heading(TABLE_TITLES[name], 3), Table(table)]
     failed = [r for r in runs if r.status != Status.OK]
@@ -82,7 +85,8 @@ def _plot_blocks(latest, runs, labels, summary, out_dir: Path) -> list:
          "Tracked memory at each method's peak step, by what each tensor is (MiB)."),
         (loss_vs_tokens(runs, labels, colors, out_dir / "loss.png"), "Training loss against tokens seen."),
         (throughput_bars(summary, colors, out_dir / "throughput.png") if len(summary) else None,
-         "Throughput after the warm-up steps (mean over seeds; the bar is the std)."),
+         f"Throughput after the warm-up steps (mean over seeds; the bar is the std; {UNRELIABLE_MARK}: step "
+         "times spread too far to trust the figure)."),
         (memory_vs_loss(summary, colors, out_dir / "memory_vs_loss.png") if len(summary) else None,
          "Tracked peak memory against loss; the dotted line joins the methods no other beats on both."),
         (memory_vs_size(latest, labels, colors, out_dir / "estimates.png"),

@@ -2,20 +2,30 @@
 
 `summary_frame` holds the figures in the records' base units (bytes, seconds, per second) as
 mean and standard deviation over the seeds that finished ok, plus percent deltas against the
-baseline method; it is what summary.csv holds. `display_tables` formats it into the report's
-tables, each in its column's display unit."""
+baseline method, and whether its speed figures are noise (reports/speed_noise.py); it is what
+summary.csv holds. `display_tables` formats it into the report's tables, each in its column's
+display unit."""
 
 import pandas as pd
 
 from core.statuses import Status
-from reports.columns import COLUMNS, TABLES
+from reports.columns import COLUMNS, TABLES, Column
 from reports.gpus import mfu, parameter_count
 from reports.labels import row_key, row_labels
+from reports.speed_noise import marked, noisy_step_times
 from results.schema import Record
 
 KEYS = ["workload", "method"]
 MFU_KEY = "mfu_fraction"
 """Model FLOPs utilization (0..1) of a CUDA run: 6 x parameters x tokens/s over the GPU's BF16 peak."""
+MFU_TITLE = "MFU (%)"
+TOKENS_PER_S = "metrics.tokens_per_s"
+NOISY_KEY = "step_times_noisy"
+"""A run's step times spread beyond reports/speed_noise.py's threshold."""
+UNRELIABLE = "tokens_per_s_unreliable"
+"""Some ok run of the row has noisy step times: its tokens/s and MFU are not to be trusted."""
+DELTA_UNRELIABLE = "tokens_per_s_delta_unreliable"
+"""The row's or its baseline row's tokens/s is unreliable, and so the change between them."""
 
 
 def _options_text(record: Record) -> str:
@@ -39,6 +49,7 @@ def runs_frame(records: list[Record]) -> pd.DataFrame:
             "seed": record.spec.seed,
             "status": record.status,
             "error": record.error,
+            NOISY_KEY: noisy_step_times(record.metrics.step_time_p50_s, record.metrics.step_time_p90_s),
             MFU_KEY: mfu(record.metrics.tokens_per_s, parameter_count(weight_bytes, record.spec.dtype),
                          record.environment.device_name) if cuda else None,
         }
@@ -55,8 +66,8 @@ def _status_text(statuses: pd.Series) -> str:
 
 def summary_frame(runs: pd.DataFrame, baseline: str = "full") -> pd.DataFrame:
     """Mean and std (`<key>_mean`, `<key>_std`) of every figure over each row's ok seeds, in base
-    units; `<key>_delta_pct` against the workload's `baseline` label for delta columns. Failed
-    runs keep their row, with their status and no figures."""
+    units; `<key>_delta_pct` against the workload's `baseline` label for delta columns; UNRELIABLE
+    and DELTA_UNRELIABLE. Failed runs keep their row, with their status and no figures."""
     grouped = runs.groupby(KEYS, sort=False)
     summary = grouped.agg(label=("label", "first"), options=("options", "first"), lr=("lr", "first"),
                           seeds=("seed", "nunique"))
@@ -70,18 +81,21 @@ def summary_frame(runs: pd.DataFrame, baseline: str = "full") -> pd.DataFrame:
     for key in figure_keys:
         summary[f"{key}_mean"] = ok[key].mean()
         summary[f"{key}_std"] = ok[key].std()
+    summary[UNRELIABLE] = runs[runs.status == Status.OK].groupby(KEYS, sort=False)[NOISY_KEY].any()
+    summary[UNRELIABLE] = summary[UNRELIABLE].eq(True)  # a row without ok runs has no figure to doubt
     summary = summary.reset_index()
     for column in COLUMNS:
         if column.delta:
-            summary[f"{column.key}_delta_pct"] = _delta_pct(summary, f"{column.key}_mean", baseline)
+            base = _baseline_values(summary, f"{column.key}_mean", baseline)
+            summary[f"{column.key}_delta_pct"] = 100 * (summary[f"{column.key}_mean"] - base) / base
+    summary[DELTA_UNRELIABLE] = summary[UNRELIABLE] | _baseline_values(summary, UNRELIABLE, baseline).eq(True)
     return summary
 
 
-def _delta_pct(summary: pd.DataFrame, mean_key: str, baseline: str) -> pd.Series:
-    """Percent change of each row's figure against the baseline label's row of the same workload."""
-    base_rows = summary[summary.label == baseline].drop_duplicates("workload").set_index("workload")[mean_key]
-    base = summary.workload.map(base_rows)
-    return 100 * (summary[mean_key] - base) / base
+def _baseline_values(summary: pd.DataFrame, key: str, baseline: str) -> pd.Series:
+    """Each row's `key` of the baseline label's row of the same workload (NaN where it has none)."""
+    base_rows = summary[summary.label == baseline].drop_duplicates("workload").set_index("workload")[key]
+    return summary.workload.map(base_rows)
 
 
 def _cell(mean: float, std: float, number_format: str) -> str | None:
@@ -98,6 +112,20 @@ def _delta_cell(row: pd.Series, key: str, baseline: str):
     return None if value is None or pd.isna(value) else f"{value:+.1f}%"
 
 
+def _delta_title(column: Column, baseline: str) -> str:
+    return f"Δ {column.heading} vs {baseline}"
+
+
+def _mark_unreliable(speed: pd.DataFrame, summary: pd.DataFrame, baseline: str):
+    """Marks the tokens/s, MFU and Δ tokens/s cells that reports/speed_noise.py says are noise."""
+    tokens = next(column for column in COLUMNS if column.key == TOKENS_PER_S)
+    for title, flags in ((tokens.title, summary[UNRELIABLE]), (MFU_TITLE, summary[UNRELIABLE]),
+                         (_delta_title(tokens, baseline), summary[DELTA_UNRELIABLE])):
+        if title in speed:
+            speed[title] = [cell if cell == "baseline" else marked(cell, flag)
+                            for cell, flag in zip(speed[title], flags)]
+
+
 def display_tables(summary: pd.DataFrame, baseline: str = "full") -> dict[str, pd.DataFrame]:
     """The report's tables by name ("settings" and TABLES), figures in display units as text
     ("mean ± std" over several seeds), a missing figure None; columns no row has are left out."""
@@ -108,12 +136,13 @@ def display_tables(summary: pd.DataFrame, baseline: str = "full") -> dict[str, p
             mean, std = summary[f"{column.key}_mean"] / column.scale, summary[f"{column.key}_std"] / column.scale
             table[column.title] = [_cell(m, s, column.number_format) for m, s in zip(mean, std)]
             if column.delta:
-                table[f"Δ {column.heading} vs {baseline}"] = [_delta_cell(row, column.key, baseline)
-                                                             for _, row in summary.iterrows()]
+                table[_delta_title(column, baseline)] = [_delta_cell(row, column.key, baseline)
+                                                         for _, row in summary.iterrows()]
                 if table[column.title].isna().all():
-                    del table[f"Δ {column.heading} vs {baseline}"]
+                    del table[_delta_title(column, baseline)]
         if name == "speed":
-            table["MFU (%)"] = [_cell(100 * m, 100 * s, ".1f") for m, s in
+            table[MFU_TITLE] = [_cell(100 * m, 100 * s, ".1f") for m, s in
                                 zip(summary[f"{MFU_KEY}_mean"], summary[f"{MFU_KEY}_std"])]
+            _mark_unreliable(table, summary, baseline)
         tables[name] = table.dropna(axis=1, how="all")
     return tables

@@ -16,6 +16,8 @@ data.model for a checkpoint). 2: typed. 3: this layout, with `setting`, the type
 spec's option tables resolve to."""
 MEMORY_CATEGORIES = ("trainable_weights", "frozen_weights", "gradients", "optimizer_state", "activations", "other")
 """The keys of a tracker breakdown (meters/tracker.py says what falls in each)."""
+TASK_METRIC_NAMES = ("accuracy", "f1", "matthews_correlation", "pearson", "spearman")
+"""The names a fine-tuning task's metrics may have (workloads/glue_metrics.py: each task has one or two)."""
 
 
 class RecordError(ValueError):
@@ -58,7 +60,7 @@ class Evaluation:
     task_score: float | None = None
     """A fine-tuning task's score: its GLUE metric, or the mean of its two (MRPC, QQP, STS-B)."""
     task_metrics: dict[str, float] = field(default_factory=dict)
-    """A fine-tuning task's metrics by name (accuracy, f1, matthews_correlation, pearson, spearman)."""
+    """A fine-tuning task's metrics by name (TASK_METRIC_NAMES)."""
 
 
 @dataclass
@@ -208,6 +210,10 @@ class Environment:
     """The GPU's name, or the CPU's."""
     host: str | None = None
     """Host name."""
+    cpu_count: int | None = None
+    """The host's logical CPUs, os.cpu_count() (None: unknown, or an older record)."""
+    load_average_1m: float | None = None
+    """The host's 1-minute load average (os.getloadavg) as the run started (None: unavailable, or an older record)."""
     git_commit: str | None = None
     """The suite's git commit (None: not a git checkout)."""
     git_dirty: bool | None = None

@@ -48,8 +48,8 @@ def test_bad_suite_stops_before_any_run_with_one_line(write_suite, tmp_path):
     result = harness("run", str(path), "--results", str(tmp_path / "r.jsonl"))
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
-        f"error: {path}: workloads[0].data.corpsu is not a known option; accepted: corpus, path, tokenizer, pack, "
-        "eval_tokens, vocab, branching, chain_seed (workload llama)"
+        f"error: {path}: workloads[0].data.corpsu is not a known option; accepted: corpus, path, validation_files, "
+        "validation_fraction, any_extension, tokenizer, pack, eval_tokens, vocab, branching, chain_seed (workload llama)"
     ]
     assert not (tmp_path / "r.jsonl").exists()
 

@@ -80,18 +80,31 @@ def _check_timed_steps(spec: RunSpec):
                              f"timed (no tokens/s, no step times); accepted: 0 to {spec.steps - 1}")
 
 
-def check_run(spec: RunSpec):
-    """PreflightError (or the options' own OptionError), in one line, for a spec that cannot
-    start or would fail at once."""
+def check_setting(spec: RunSpec):
+    """PreflightError (or the options' own OptionError), in one line, for a spec whose method or
+    model cannot be set up as asked; no data is read."""
     _check_names(spec)
     METHODS[spec.method].parse_options(spec.method_options)
+    _check_method(spec, WORKLOADS[spec.workload])
+
+
+def check_data(spec: RunSpec):
+    """PreflightError, in one line, for data the run could not read: a local path that does not
+    exist, a split without rows, a tokenizer or checkpoint that does not load, the Hub out of
+    reach where the run needs it (the workload's own check)."""
     workload = WORKLOADS[spec.workload]
     _check_paths(workload.data(spec))
     try:
         workload.check(spec)
     except (ValueError, OSError, RuntimeError) as error:
         raise PreflightError(str(error)) from None
-    _check_method(spec, workload)
+
+
+def check_run(spec: RunSpec):
+    """PreflightError (or the options' own OptionError), in one line, for a spec that cannot
+    start or would fail at once."""
+    check_setting(spec)
+    check_data(spec)
 
 
 def preflight(source: str, runs: list[PlannedRun]):

@@ -14,8 +14,9 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from results.schema import Evaluation
-from workloads import markov_corpus, text_corpus
+from workloads import local_text, markov_corpus, text_corpus
 from workloads.base import ALL_ROWS, TransformersLossMixin, Workload, keep_rows
+from workloads.hub import hub_reachable
 from workloads.sizes import model_config
 
 CORPORA = ("markov", "c4", "local")
@@ -28,8 +29,17 @@ class LlamaData:
     """"markov" (generated offline, known loss floor), "c4" (allenai/c4 "en" from the Hub) or
     "local" (the text files under path)."""
     path: str | None = None
-    """corpus "local": a directory of .txt or .jsonl(.gz) files with a "text" field (a local C4
-    copy works as is; files with "validation" in their name are the validation split)."""
+    """corpus "local": a directory of documents: .jsonl(.gz) with a "text" field (a local C4 copy
+    works as is), .txt with blank lines between documents, WikiExtractor's <doc> files
+    (workloads/local_text.py)."""
+    validation_files: str = "*validation*"
+    """corpus "local": the file-name pattern of the validation split (C4's names match it)."""
+    validation_fraction: float | None = None
+    """corpus "local": hold out this fraction (0 to 1) of every file's documents as the validation
+    split instead, the same whatever the run's seed; None splits by validation_files."""
+    any_extension: bool = False
+    """corpus "local": read every file of the folder as text, whatever its name ends in (a
+    WikiExtractor dump's AA/wiki_00); False reads .txt and .jsonl(.gz) only."""
     tokenizer: str | None = None
     """corpus "c4" or "local": a tokenizer's Hub name or local directory; None takes t5-base."""
     pack: bool = False
@@ -52,6 +62,9 @@ class LlamaData:
             raise ValueError(f"data.branching must be at least 1, got {self.branching}")
         if self.eval_tokens is not None and self.eval_tokens < 1:
             raise ValueError(f"data.eval_tokens must be positive, got {self.eval_tokens}")
+        if self.validation_fraction is not None and not 0 < self.validation_fraction < 1:
+            raise ValueError(f"data.validation_fraction = {self.validation_fraction!r}; accepted: a number between 0 "
+                             "and 1, or none")
 
 
 @cache
@@ -81,6 +94,17 @@ class LlamaPretraining(TransformersLossMixin, Workload):
         if spec.seq_len < 2:
             raise ValueError(f"seq_len = {spec.seq_len}: a causal LM predicts each token from those before it, so a "
                              "sequence needs at least 2 tokens; accepted: 2 or more")
+        data = self.data(spec)
+        if data.corpus == "markov":
+            return
+        # Found late, these cost a whole run: the tokenizer, and every split the run reads.
+        _tokenizer(data.tokenizer, self.config(spec).vocab_size)
+        if data.corpus == "local":
+            for split in ("train", "validation") if spec.eval_batches else ("train",):
+                if local_text.first_document(split=split, **self._local(spec)) is None:
+                    raise ValueError(f"data.path {data.path!r}: the {split} split holds no document")
+        elif not hub_reachable():
+            text_corpus.load_documents(data.corpus, "train", {})  # its one line: the Hub is out of reach
 
     def config(self, spec) -> LlamaConfig:
         values = model_config("llama", spec.size)
@@ -120,11 +144,17 @@ class LlamaPretraining(TransformersLossMixin, Workload):
         tokenizer = _tokenizer(data.tokenizer, self.config(spec).vocab_size)
         return text_corpus.tokenized_batches(documents, tokenizer, spec.batch_size, spec.seq_len, data.pack, rows)
 
+    def _local(self, spec) -> dict:
+        """local_text.local_documents' arguments, from the data options."""
+        data = self.data(spec)
+        return {"path": data.path, "validation_files": data.validation_files,
+                "validation_fraction": data.validation_fraction, "any_extension": data.any_extension}
+
     def train_batches(self, spec, rows: slice = ALL_ROWS) -> Iterator[dict]:
         data = self.data(spec)
         if data.corpus == "markov":
             return self._markov_batches(spec, spec.seed, rows)
-        documents = text_corpus.training_documents(data.corpus, data.path, spec.seed)
+        documents = text_corpus.training_documents(data.corpus, self._local(spec), spec.seed)
         batches = self._text_batches(spec, documents, rows)
         ran_out = f"data.corpus {data.corpus!r}: the training text ran out; give more text or fewer steps"
         return _ending_with_error(batches, ran_out)
@@ -133,7 +163,7 @@ class LlamaPretraining(TransformersLossMixin, Workload):
         data = self.data(spec)
         if data.corpus == "markov":
             return self._markov_batches(spec, spec.seed + EVAL_SEED_OFFSET)
-        return self._text_batches(spec, text_corpus.load_documents(data.corpus, data.path, "validation"))
+        return self._text_batches(spec, text_corpus.load_documents(data.corpus, "validation", self._local(spec)))
 
     def loss_weight(self, batch) -> torch.Tensor:
         # The causal LM's loss is a mean over the labels after the shift that are not padding.

@@ -16,9 +16,10 @@ from torch.nn.utils.rnn import pad_sequence
 from transformers import AutoConfig, AutoModelForSequenceClassification, RobertaConfig, RobertaForSequenceClassification
 
 from results.schema import Evaluation
-from workloads import glue_tasks, synthetic_glue, text_corpus
+from workloads import glue_splits, glue_tasks, synthetic_glue, text_corpus
 from workloads.base import ALL_ROWS, TransformersLossMixin, Workload, keep_rows
 from workloads.glue_metrics import glue_metrics
+from workloads.hub import hub_reachable, lookup_options
 from workloads.sizes import model_config
 
 TASKS = {**glue_tasks.GLUE_TASKS, **synthetic_glue.SYNTHETIC_TASKS}
@@ -53,11 +54,16 @@ def _tokenized_split(
 ):
     task = TASKS[task_name]
     tokenizer = text_corpus.load_tokenizer(tokenizer_name, model_vocab_size, TOKENIZER_HINT)
-    rows = glue_tasks.load_split(task, split, path)
+    rows = glue_splits.load_split(task, split, path)
     texts = [list(rows[column]) for column in task.text_columns]
     encoded = tokenizer(*texts, truncation=True, max_length=max_length)
     examples = [{"input_ids": ids, "label": label} for ids, label in zip(encoded["input_ids"], rows["label"])]
     return examples, tokenizer.pad_token_id
+
+
+def _refuse_a_short_synthetic_sequence(seq_len: int, task: str):
+    if seq_len < MIN_SYNTHETIC_LENGTH:
+        raise ValueError(f"seq_len {seq_len} is too short for {task}; use at least {MIN_SYNTHETIC_LENGTH}")
 
 
 def _refuse_a_batch_above(batch_size: int, examples: int, task: str):
@@ -85,14 +91,24 @@ class RobertaGlue(TransformersLossMixin, Workload):
         return torch.tensor(len(labels), device=labels.device)
 
     def check(self, spec):
-        task = self.task(spec)
+        task, data = self.task(spec), self.data(spec)
         if task.name in synthetic_glue.SYNTHETIC_TASKS:
-            examples = synthetic_glue.SPLIT_SIZES["train"]
-        elif self.data(spec).path is not None:  # local files: counted here; the Hub's, when the run loads them
-            examples = len(glue_tasks.load_split(task, "train", self.data(spec).path))
-        else:
+            _refuse_a_short_synthetic_sequence(spec.seq_len, task.name)
+            _refuse_a_batch_above(spec.batch_size, synthetic_glue.SPLIT_SIZES["train"], task.name)
             return
-        _refuse_a_batch_above(spec.batch_size, examples, task.name)
+        # Found late, these cost a whole run: the tokenizer, and every split the run reads.
+        self._tokenizer(spec)
+        if data.path is None:
+            if not hub_reachable():
+                raise RuntimeError(f"data.task {task.name!r} reads {glue_splits.GLUE_HUB_NAME} from the Hub, which "
+                                   f"cannot be reached here; {glue_splits.local_hint(task)}")
+            return  # the Hub's splits are whole; the run downloads them
+        for split in ("train", task.validation_split) if spec.eval_batches else ("train",):
+            examples = len(glue_splits.load_split(task, split, data.path))
+            if examples == 0:
+                raise ValueError(f"data.path {data.path!r}: the {task.name} {split} split holds no rows")
+            if split == "train":
+                _refuse_a_batch_above(spec.batch_size, examples, task.name)
 
     def task_name(self, spec) -> str | None:
         return self.data(spec).task
@@ -106,7 +122,21 @@ class RobertaGlue(TransformersLossMixin, Workload):
         name = self._pretrained_name(spec)
         if name is None:
             return model_config("roberta_glue", spec.size)["vocab_size"]
-        return AutoConfig.from_pretrained(name).vocab_size
+        try:
+            return AutoConfig.from_pretrained(name, **lookup_options()).vocab_size
+        except OSError as error:
+            raise RuntimeError(f"data.checkpoint {name!r} could not be loaded ({str(error).splitlines()[0]}); point at "
+                               "a local checkpoint directory instead: data.checkpoint = DIR") from None
+
+    def _tokenizer_name(self, spec) -> str:
+        name = self.data(spec).tokenizer or self._pretrained_name(spec)
+        if name is None:
+            raise ValueError(f"data.task {self.task(spec).name!r} on randomly initialised size {spec.size!r} "
+                             "needs data.tokenizer (a tokenizer directory)")
+        return name
+
+    def _tokenizer(self, spec):
+        return text_corpus.load_tokenizer(self._tokenizer_name(spec), self._model_vocab_size(spec), TOKENIZER_HINT)
 
     def build_model(self, spec) -> torch.nn.Module:
         task = self.task(spec)
@@ -121,7 +151,8 @@ class RobertaGlue(TransformersLossMixin, Workload):
             config = RobertaConfig(**values, max_position_embeddings=spec.seq_len + 2, type_vocab_size=1, **head)
             return RobertaForSequenceClassification(config)
         try:
-            return AutoModelForSequenceClassification.from_pretrained(name, dtype=torch.float32, **head)
+            return AutoModelForSequenceClassification.from_pretrained(name, dtype=torch.float32, **head,
+                                                                      **lookup_options())
         except OSError as error:
             first_line = str(error).splitlines()[0]
             raise RuntimeError(
@@ -133,22 +164,11 @@ class RobertaGlue(TransformersLossMixin, Workload):
         """(examples, padding id) of the train or validation split."""
         task = self.task(spec)
         if task.name in synthetic_glue.SYNTHETIC_TASKS:
-            if spec.seq_len < MIN_SYNTHETIC_LENGTH:
-                raise ValueError(
-                    f"seq_len {spec.seq_len} is too short for {task.name}; use at least {MIN_SYNTHETIC_LENGTH}"
-                )
+            _refuse_a_short_synthetic_sequence(spec.seq_len, task.name)
             return synthetic_glue.make_split(task, split, spec.seq_len), synthetic_glue.PAD_ID
         split = task.validation_split if split == "validation" else split
-        data = self.data(spec)
-        tokenizer_name = data.tokenizer or self._pretrained_name(spec)
-        if tokenizer_name is None:
-            raise ValueError(
-                f"data.task {task.name!r} on randomly initialised size {spec.size!r} "
-                "needs data.tokenizer (a tokenizer directory)"
-            )
-        return _tokenized_split(
-            task.name, split, data.path, tokenizer_name, self._model_vocab_size(spec), spec.seq_len
-        )
+        return _tokenized_split(task.name, split, self.data(spec).path, self._tokenizer_name(spec),
+                                self._model_vocab_size(spec), spec.seq_len)
 
     def _collate(self, examples: list[dict], pad_id: int, regression: bool) -> dict:
         rows = [torch.tensor(e["input_ids"]) for e in examples]

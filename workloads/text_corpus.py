@@ -10,8 +10,6 @@ the sequences of a one-process run. (The reference splits the documents by rank 
 gives every rank other sequences than one process would see.)
 """
 
-import glob
-import os
 from typing import Iterator
 
 import datasets
@@ -19,12 +17,13 @@ import torch
 from transformers import AutoTokenizer
 
 from workloads.base import ALL_ROWS, keep_rows
+from workloads.hub import hub_reachable, lookup_options
+from workloads.local_text import local_documents
 
 C4_HUB_NAME = "allenai/c4"
 DEFAULT_TOKENIZER = "t5-base"
 SHUFFLE_SEED = 42  # the reference's; a run's seed is added so seed 0 reads C4 in its order
 SHUFFLE_BUFFER_DOCUMENTS = 10_000
-LOCAL_PATTERNS = {"json": ("*.jsonl", "*.json", "*.jsonl.gz", "*.json.gz"), "text": ("*.txt",)}
 LOCAL_HINT = (
     "point at local files instead: data.corpus = 'local', data.path = a directory of .txt or .jsonl(.gz) files "
     "with a 'text' field (validation files have 'validation' in their name, as C4's do), "
@@ -39,10 +38,10 @@ def load_tokenizer(name_or_path: str | None, model_vocab_size: int, hint: str = 
     """
     name_or_path = name_or_path or DEFAULT_TOKENIZER
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-    except OSError as error:
-        first_line = str(error).splitlines()[0]
-        raise RuntimeError(f"data.tokenizer {name_or_path!r} could not be loaded ({first_line}); {hint}") from None
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, **lookup_options())
+    except (OSError, ValueError) as error:  # ValueError: a folder without a tokenizer's files
+        reason = " ".join(line.strip() for line in str(error).splitlines() if line.strip())  # one line
+        raise RuntimeError(f"data.tokenizer {name_or_path!r} could not be loaded ({reason}); {hint}") from None
     # Special tokens such as t5-base's 100 <extra_id_N> sentinels sit above its 32000 ordinary
     # ids and never come out of plain text, so only ordinary tokens must fit the model.
     special = set(tokenizer.all_special_tokens)
@@ -58,40 +57,25 @@ def load_tokenizer(name_or_path: str | None, model_vocab_size: int, hint: str = 
     return tokenizer
 
 
-def _local_files(path: str, split: str) -> tuple[str, list[str]]:
-    """(datasets builder, files) of one split in a local directory."""
-    if not os.path.isdir(path):
-        raise FileNotFoundError(f"data.path {path!r} is not a directory; {LOCAL_HINT}")
-    for builder, patterns in LOCAL_PATTERNS.items():
-        files = sorted(f for pattern in patterns for f in glob.glob(os.path.join(path, "**", pattern), recursive=True))
-        if files:
-            is_validation = [("validation" in os.path.basename(f)) for f in files]
-            chosen = [f for f, held_out in zip(files, is_validation) if held_out == (split == "validation")]
-            if not chosen:
-                raise FileNotFoundError(f"data.path {path!r} has no {split} files ({LOCAL_HINT})")
-            return builder, chosen
-    raise FileNotFoundError(f"data.path {path!r} holds no .txt or .jsonl(.gz) files; {LOCAL_HINT}")
-
-
-def load_documents(corpus: str, path: str | None, split: str) -> datasets.IterableDataset:
+def load_documents(corpus: str, split: str, local: dict) -> datasets.IterableDataset:
     """The split as a stream of {"text": ...} documents: C4 from the Hub (corpus "c4") or the
-    files under path (corpus "local")."""
+    files of a local folder (corpus "local"; `local`: local_text.local_documents' arguments)."""
     if corpus == "c4":
+        if not hub_reachable():
+            raise RuntimeError(f"data.corpus 'c4' streams {C4_HUB_NAME} from the Hub, which cannot be reached here; "
+                               f"{LOCAL_HINT}")
         try:
             return datasets.load_dataset(C4_HUB_NAME, "en", split=split, streaming=True)
         except OSError as error:  # ConnectionError and the Hub's own errors are OSErrors
             raise RuntimeError(
                 f"data.corpus 'c4': could not stream {C4_HUB_NAME} from the Hub ({error}); {LOCAL_HINT}"
             ) from None
-    if path is None:
-        raise ValueError(f"data.corpus 'local' needs data.path; {LOCAL_HINT}")
-    builder, files = _local_files(path, split)
-    return datasets.load_dataset(builder, data_files={split: files}, split=split, streaming=True)
+    return local_documents(split=split, **local)
 
 
-def training_documents(corpus: str, path: str | None, seed: int) -> datasets.IterableDataset:
+def training_documents(corpus: str, local: dict, seed: int) -> datasets.IterableDataset:
     """The shuffled training documents, the same stream on every rank."""
-    return load_documents(corpus, path, "train").shuffle(seed=SHUFFLE_SEED + seed, buffer_size=SHUFFLE_BUFFER_DOCUMENTS)
+    return load_documents(corpus, "train", local).shuffle(seed=SHUFFLE_SEED + seed, buffer_size=SHUFFLE_BUFFER_DOCUMENTS)
 
 
 def _texts(documents) -> Iterator[str]:

@@ -120,13 +120,13 @@ def test_a_second_harness_on_the_same_results_is_refused(write_suite, tmp_path, 
 
 @pytest.mark.slow  # starts worker processes
 def test_run_exits_1_when_a_run_did_not_finish_ok(write_suite, tmp_path):
-    # A data directory that exists (so preflight lets it through) but holds no text.
-    (tmp_path / "empty").mkdir()
-    text = SUITE.replace('size = "tiny"', f'size = "tiny"\n    data = {{ corpus = "local", path = "{tmp_path / "empty"}" }}')
-    text = text.split("[[methods]]")[0] + '[[methods]]\nname = "full"\n'
+    # A learning rate that passes every check before the run and blows the loss up in its steps.
+    text = SUITE.replace("steps = 3", "steps = 3\n    lr = 1e6").split("[[methods]]")[0] + '[[methods]]\nname = "full"\n'
+    text = text.replace('name = "llama"', 'name = "roberta_glue"').replace(
+        'size = "tiny"', 'size = "tiny"\n    data = { task = "synthetic-classification" }')
     assert main(["run", str(write_suite(text)), "--results", str(tmp_path / "r.jsonl"), "--no-progress"]) == 1
     [record] = read_records(tmp_path / "r.jsonl")
-    assert record.status == "error" and "holds no .txt or .jsonl(.gz) files" in record.error
+    assert record.status == "nan" and record.error.startswith("NonFiniteLoss: loss is nan at step")
 
 
 def start_long_suite(write_suite, tmp_path):

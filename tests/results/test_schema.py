@@ -10,7 +10,7 @@ from launchers.packages import recorded_packages
 from meters.environment import environment
 from reports.columns import COLUMNS
 from results.records import append_record, read_records
-from results.schema import SCHEMA_VERSION, Record, RecordError
+from results.schema import SCHEMA_VERSION, TASK_METRIC_NAMES, Record, RecordError
 from tests.conftest import tiny_spec
 from training.loop import train
 from training.setting import run_setting
@@ -27,6 +27,7 @@ def test_records_written_before_the_schema_still_read():
     assert glue.spec.data == {"task": "synthetic-classification"}
     assert glue.metrics.task_score == glue.metrics.task_metrics["accuracy"]
     assert (failed.status, failed.error, failed.metrics.final_loss) == ("error", "RuntimeError: boom", None)
+    assert (llama.environment.cpu_count, llama.environment.load_average_1m) == (None, None)  # not recorded then
 
 
 def test_an_old_checkpoint_option_is_renamed():
@@ -66,7 +67,10 @@ def test_every_report_column_is_filled_by_a_real_run(workload, data, one_thread)
     record = Record(run_id=spec.run_id, suite="s", label="full", spec=spec, status="ok", metrics=metrics,
                     memory=memory, environment=environment(resolve_device("cpu"), recorded_packages()),
                     setting=run_setting(spec))
-    lacking = {"llama": {"metrics.task_score"}, "roberta_glue": {"metrics.perplexity", "metrics.final_loss_above_floor"}}
+    task_metrics = {f"metrics.task_metrics.{name}" for name in TASK_METRIC_NAMES}
+    regression_metrics = {"metrics.task_metrics.pearson", "metrics.task_metrics.spearman"}  # synthetic-regression's
+    lacking = {"llama": {"metrics.task_score", *task_metrics},
+               "roberta_glue": {"metrics.perplexity", "metrics.final_loss_above_floor", *task_metrics - regression_metrics}}
     for column in COLUMNS:
         if column.cuda_only or column.key in lacking[workload]:
             assert column.cuda_only or column.value(record) is None

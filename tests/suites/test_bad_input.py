@@ -1,6 +1,7 @@
 """Every malformed suite, option or --set value stops `harness.py run` before any run, with
 exit 2 and one line naming the file, the key and what is accepted."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -8,7 +9,8 @@ import torch
 
 from harness import main
 from suites.load import load_suite
-from training.preflight import preflight
+from training.preflight import PreflightError, check_setting, preflight
+from workloads.hub import hub_reachable
 
 BASE = """
 [defaults]
@@ -142,8 +144,17 @@ def test_every_case_gives_its_own_line():
 @pytest.mark.slow
 @pytest.mark.parametrize("path", sorted(str(p) for p in Path("suites").glob("*.toml")))
 def test_every_shipped_suite_passes_preflight(path):
-    """A shipped suite that a run would refuse (as llama_7b_memory once clipped its layer-wise runs) fails here."""
-    preflight(path, load_suite(path, {"device": "cpu"}).runs)
+    """A shipped suite that a run would refuse (as llama_7b_memory once clipped its layer-wise runs)
+    fails here. Suites that read the Hub (C4, GLUE, roberta-base) are refused on a machine that
+    cannot reach it, in one line naming the Hub; their methods are still checked, run by run."""
+    runs = load_suite(path, {"device": "cpu"}).runs
+    for planned in runs:
+        check_setting(planned.spec)
+    try:
+        preflight(path, runs)
+    except PreflightError as refused:
+        assert not hub_reachable() and ("cannot be reached here" in str(refused) or "local_files_only" in str(refused)
+                                        or "could not be loaded" in str(refused)), refused
 
 
 @pytest.mark.parametrize("flags, expected", [
@@ -162,3 +173,43 @@ def test_results_that_cannot_be_written_stop_the_suite_before_any_run(write_suit
     assert main(["run", str(write_suite(BASE)), "--results", str(tmp_path / "a file" / "r.jsonl")]) == 2
     assert capsys.readouterr().err.strip() == (f"error: {tmp_path / 'a file' / 'r.jsonl'}: {tmp_path / 'a file'} is "
                                                "a file, not a folder; no record could be written there")
+
+
+def data_cases(tmp_path) -> dict:
+    """Data a run would find missing only at its end (after training: no figures kept), each
+    refused before any run."""
+    from tests.text_fixtures import make_tokenizer_dir
+
+    tokenizer = make_tokenizer_dir(tmp_path / "tokenizer")
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "train.txt").write_text("the cat sat\n\nthe dog ran\n")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "train.txt").write_text("the cat sat\n")
+    (tmp_path / "empty" / "validation.txt").write_text("\n\n")
+    (tmp_path / "glue" / "MRPC").mkdir(parents=True)
+    (tmp_path / "glue" / "MRPC" / "train.tsv").write_text("Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n"
+                                                        + "1\t1\t2\tthe cat\ta dog\n" * 4)
+    text = 'data = {{ corpus = "local", path = "{path}", tokenizer = "{tokenizer}" }}'
+    glue = 'data = {{ task = "mrpc", path = "{path}", tokenizer = "{tokenizer}" }}'
+    return {
+        "no validation file": (BASE, text.format(path=tmp_path / "text", tokenizer=tokenizer),
+                               "holds no validation files (named '*validation*'"),
+        "an empty validation split": (BASE, text.format(path=tmp_path / "empty", tokenizer=tokenizer),
+                                      "the validation split holds no document"),
+        "a tokenizer that does not load": (BASE, text.format(path=tmp_path / "text", tokenizer=tmp_path / "text"),
+                                           f"data.tokenizer '{tmp_path / 'text'}' could not be loaded"),
+        "no GLUE validation split": (GLUE, glue.format(path=tmp_path / "glue", tokenizer=tokenizer),
+                                     "holds no mrpc validation split; looked for mrpc/validation-*.parquet"),
+    }
+
+
+@pytest.mark.parametrize("case", ["no validation file", "an empty validation split", "a tokenizer that does not load",
+                                  "no GLUE validation split"])
+def test_data_a_run_would_miss_at_its_end_is_refused_before_any_run(case, write_suite, tmp_path, capsys):
+    base, data, expected = data_cases(tmp_path)[case]
+    suite = re.sub(r"data = \{[^}]*\}\n?", "", base).replace('size = "tiny"', f'size = "tiny"\n{data}')
+    results = tmp_path / "r.jsonl"
+    assert main(["run", str(write_suite(suite)), "--results", str(results)]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: ") and expected in line
+    assert not results.exists()

@@ -58,7 +58,7 @@ def test_overrides_win_and_merge_data(write_suite):
         (("rank = 4", 'rank = "four"'), "methods[1].options.rank = 'four' must be an integer"),
         (("rank = 4", "dropout = true"), "methods[1].options.dropout = True must be a number"),
         (("lr = 0.002", 'lr = 0.002\n    data = { corpsu = "c4" }'),
-         "defaults.data.corpsu is not a known option; accepted: corpus, path, tokenizer, pack,"),
+         "defaults.data.corpsu is not a known option; accepted: corpus, path, validation_files, validation_fraction,"),
         (('size = "tiny"', 'size = "tiny"\n    data = { corpsu = "c4" }'),
          "workloads[0].data.corpsu is not a known option; accepted: corpus, path,"),
         (('size = "tiny"', 'size = "tiny"\n    data = { pack = "yes" }'), "workloads[0].data.pack = 'yes' must be a boolean"),

@@ -158,8 +158,11 @@ def test_a_local_text_corpus_on_two_ranks_takes_the_steps_of_one_process(pack, t
     data = {"corpus": "local", "path": str(make_c4_dir(tmp_path / "c4")),
             "tokenizer": str(make_tokenizer_dir(tmp_path / "tokenizer")), "pack": pack}
     one = RunSpec(**TINY, method="full", data=data)
+    # Losses to 1e-5 (measured: 1e-6); weights to 5e-5: Adam divides by the root of each second
+    # moment, so entries whose gradients are near 0 turn the last bits of an all-reduced sum
+    # into differences of up to 1.5e-5 (measured, packed, one entry of an MLP weight).
     assert_same_training(train_on_ranks(one, 1, tmp_path), train_on_ranks(replace(one, nproc=2), 2, tmp_path),
-                         1e-5, 1e-5)
+                         1e-5, 5e-5)
 
 
 def test_ddp_all_reduces_once_per_step_whatever_the_accumulation(tmp_path):

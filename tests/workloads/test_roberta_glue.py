@@ -9,7 +9,7 @@ from core.spec import RunSpec
 from methods import prepare_training
 from tests.text_fixtures import make_tokenizer_dir, sentence
 from training.loop import train
-from workloads import glue_tasks
+from workloads import glue_splits, glue_tasks
 from workloads.roberta_glue import RobertaGlue
 
 WORKLOAD = RobertaGlue()
@@ -85,7 +85,8 @@ def test_regression_task_from_jsonl_has_float_labels_and_correlations(tmp_path, 
 def test_mnli_is_scored_on_validation_matched(tmp_path, glue_dir):
     (glue_dir / "mnli" / "validation_matched-00000-of-00001.parquet").rename(glue_dir / "mnli" / "elsewhere.parquet")
     spec = glue_spec(tmp_path, glue_dir, "mnli")
-    with pytest.raises(FileNotFoundError, match="no mnli/validation_matched-\\*.parquet or .jsonl"):
+    with pytest.raises(FileNotFoundError, match="holds no mnli validation_matched split; looked for "
+                       "mnli/validation_matched-\\*.parquet or .jsonl \\(the Hub's layout\\), MNLI/dev_matched.tsv"):
         WORKLOAD.evaluate(WORKLOAD.build_model(spec), spec)
 
 
@@ -143,7 +144,7 @@ def test_unknown_task_is_named():
 
 def test_missing_local_glue_path_is_named(tmp_path, glue_dir):
     spec = glue_spec(tmp_path, tmp_path / "absent", "mrpc")
-    with pytest.raises(FileNotFoundError, match="absent' is not a directory; point at local files instead"):
+    with pytest.raises(FileNotFoundError, match="absent' is not a directory; it must hold mrpc/train-\\*.parquet"):
         next(WORKLOAD.train_batches(spec))
 
 
@@ -164,9 +165,9 @@ def test_unreachable_hub_says_how_to_use_local_files(monkeypatch):
     def offline(*args, **kwargs):
         raise ConnectionError("Couldn't reach 'nyu-mll/glue' on the Hub (LocalEntryNotFoundError)")
 
-    monkeypatch.setattr(glue_tasks.datasets, "load_dataset", offline)
+    monkeypatch.setattr(glue_splits.datasets, "load_dataset", offline)
     with pytest.raises(RuntimeError, match="could not load nyu-mll/glue .* data.path = a directory holding cola/train"):
-        glue_tasks.load_split(glue_tasks.GLUE_TASKS["cola"], "train", None)
+        glue_splits.load_split(glue_tasks.GLUE_TASKS["cola"], "train", None)
 
 
 def test_unreachable_checkpoint_says_how_to_use_a_local_one(tmp_path):

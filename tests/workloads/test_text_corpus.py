@@ -53,16 +53,22 @@ def test_packing_fills_rows_and_keeps_documents_apart(tokenizer_dir):
     assert all(torch.equal(b["labels"], b["input_ids"]) and bool(b["attention_mask"].all()) for b in batches)
 
 
+def local(path, **options) -> dict:
+    """local_text.local_documents' arguments, the data options' defaults where not given."""
+    return {"path": str(path), "validation_files": "*validation*", "validation_fraction": None,
+            "any_extension": False, **options}
+
+
 def test_local_c4_layout_splits_train_and_validation(c4_dir):
-    train_texts = [d["text"] for d in text_corpus.training_documents("local", str(c4_dir), seed=0)]
-    validation_texts = [d["text"] for d in text_corpus.load_documents("local", str(c4_dir), "validation")]
+    train_texts = [d["text"] for d in text_corpus.training_documents("local", local(c4_dir), seed=0)]
+    validation_texts = [d["text"] for d in text_corpus.load_documents("local", "validation", local(c4_dir))]
     assert len(train_texts) == 40 and len(set(train_texts)) == 40
     assert all(t.startswith("doc") for t in train_texts)
     assert len(validation_texts) == 12 and not any(t.startswith("doc") for t in validation_texts)
     # Shuffled, reproducibly for a seed, differently for another.
     assert train_texts != sorted(train_texts, key=lambda t: (t[3], int(t.split()[0].split("x")[1])))
-    assert train_texts == [d["text"] for d in text_corpus.training_documents("local", str(c4_dir), seed=0)]
-    assert train_texts != [d["text"] for d in text_corpus.training_documents("local", str(c4_dir), seed=1)]
+    assert train_texts == [d["text"] for d in text_corpus.training_documents("local", local(c4_dir), seed=0)]
+    assert train_texts != [d["text"] for d in text_corpus.training_documents("local", local(c4_dir), seed=1)]
 
 
 def test_each_rank_keeps_its_rows_of_the_same_global_batches(c4_dir, tokenizer_dir):
@@ -153,9 +159,16 @@ def test_unreachable_hub_says_how_to_use_local_files(monkeypatch):
     def offline(*args, **kwargs):
         raise ConnectionError("Couldn't reach 'allenai/c4' on the Hub (LocalEntryNotFoundError)")
 
+    monkeypatch.setattr(text_corpus, "hub_reachable", lambda: True)
     monkeypatch.setattr(text_corpus.datasets, "load_dataset", offline)
     with pytest.raises(RuntimeError, match="could not stream allenai/c4 .* data.corpus = 'local', data.path = "):
-        text_corpus.load_documents("c4", None, "train")
+        text_corpus.load_documents("c4", "train", {})
+
+
+def test_a_hub_out_of_reach_is_said_at_once(monkeypatch):
+    monkeypatch.setattr(text_corpus, "hub_reachable", lambda: False)
+    with pytest.raises(RuntimeError, match="streams allenai/c4 from the Hub, which cannot be reached here; point at"):
+        text_corpus.load_documents("c4", "train", {})
 
 
 def test_unreachable_tokenizer_says_how_to_use_a_local_one(tmp_path):
@@ -175,7 +188,7 @@ def test_empty_validation_split_is_named(tmp_path, tokenizer_dir):
 
 def test_running_out_of_training_text_is_named(tmp_path, tokenizer_dir):
     (tmp_path / "text").mkdir()
-    (tmp_path / "text" / "train.txt").write_text("the cat sat\n" * 6)
+    (tmp_path / "text" / "train.txt").write_text("the cat sat\n\n" * 6)  # six documents
     (tmp_path / "text" / "validation.txt").write_text("a red mat\n")
     batches = LlamaPretraining().train_batches(local_spec(tmp_path / "text", tokenizer_dir))
     assert [len(next(batches)["input_ids"]) for _ in range(2)] == [4, 2]
