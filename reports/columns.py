@@ -48,7 +48,7 @@ def _breakdown_column(category: str) -> Column:
 
 
 TASK_METRIC_HEADINGS = {"accuracy": "accuracy", "f1": "F1", "matthews_correlation": "Matthews corr.",
-                        "pearson": "Pearson", "spearman": "Spearman"}
+                        "pearson": "Pearson", "spearman": "Spearman", "mismatched_accuracy": "mismatched accuracy"}
 """How the tables call each of TASK_METRIC_NAMES; each task fills its own, and a column no row fills is left out."""
 
 

@@ -16,7 +16,7 @@ data.model for a checkpoint). 2: typed. 3: this layout, with `setting`, the type
 spec's option tables resolve to."""
 MEMORY_CATEGORIES = ("trainable_weights", "frozen_weights", "gradients", "optimizer_state", "activations", "other")
 """The keys of a tracker breakdown (meters/tracker.py says what falls in each)."""
-TASK_METRIC_NAMES = ("accuracy", "f1", "matthews_correlation", "pearson", "spearman")
+TASK_METRIC_NAMES = ("accuracy", "f1", "matthews_correlation", "pearson", "spearman", "mismatched_accuracy")
 """The names a fine-tuning task's metrics may have (workloads/glue_metrics.py: each task has one or two)."""
 
 

@@ -103,7 +103,8 @@ class RobertaGlue(TransformersLossMixin, Workload):
                 raise RuntimeError(f"data.task {task.name!r} reads {glue_splits.GLUE_HUB_NAME} from the Hub, which "
                                    f"cannot be reached here; {glue_splits.local_hint(task)}")
             return  # the Hub's splits are whole; the run downloads them
-        for split in ("train", task.validation_split) if spec.eval_batches else ("train",):
+        validation_splits = (task.validation_split, *task.further_validation_splits) if spec.eval_batches else ()
+        for split in ("train", *validation_splits):
             examples = len(glue_splits.load_split(task, split, data.path))
             if examples == 0:
                 raise ValueError(f"data.path {data.path!r}: the {task.name} {split} split holds no rows")
@@ -194,14 +195,28 @@ class RobertaGlue(TransformersLossMixin, Workload):
 
     @torch.no_grad()
     def evaluate(self, model, spec) -> Evaluation:
-        """The task's GLUE metrics over the whole validation split (eval_batches 0 skips it)."""
+        """The task's GLUE metrics over its whole validation split, and those of its further
+        validation splits (MNLI's mismatched) under their names; eval_batches 0 skips it."""
         if spec.eval_batches == 0:
             return Evaluation()
         task = self.task(spec)
-        examples, pad_id = self._examples(spec, "validation")
+        model.eval()
+        eval_loss, task_metrics = self._scored(model, spec, "validation")
+        for split in task.further_validation_splits:
+            prefix = split.removeprefix("validation_")
+            _, further = self._scored(model, spec, split)
+            task_metrics |= {f"{prefix}_{name}": value for name, value in further.items() if name != "score"}
+        model.train()
+        task_score = task_metrics.pop("score")
+        return Evaluation(eval_loss=eval_loss, task_score=task_score, task_metrics=task_metrics)
+
+    @torch.no_grad()
+    def _scored(self, model, spec, split: str) -> tuple[float, dict]:
+        """(mean loss, metrics with their "score") of the model over one whole split."""
+        task = self.task(spec)
+        examples, pad_id = self._examples(spec, split)
         regression = task.num_labels == 1
         device = next(model.parameters()).device
-        model.eval()
         predictions, labels, total_loss = [], [], 0.0
         for start in range(0, len(examples), spec.batch_size):
             batch = self._collate(examples[start : start + spec.batch_size], pad_id, regression)
@@ -210,10 +225,8 @@ class RobertaGlue(TransformersLossMixin, Workload):
             logits = output.logits.float().cpu()
             predictions.append(logits.squeeze(-1) if regression else logits.argmax(-1))
             labels.append(batch["labels"])
-        model.train()
-        task_metrics = glue_metrics(task.metric, torch.cat(predictions).numpy(), torch.cat(labels).numpy())
-        task_score = task_metrics.pop("score")
-        return Evaluation(eval_loss=total_loss / len(examples), task_score=task_score, task_metrics=task_metrics)
+        metrics = glue_metrics(task.metric, torch.cat(predictions).numpy(), torch.cat(labels).numpy())
+        return total_loss / len(examples), metrics
 
     def loss_floor(self, spec) -> float | None:
         return None

@@ -1,5 +1,7 @@
 """RoBERTa on GLUE: local fixtures in the Hub's layout, synthetic tasks, methods unchanged, errors."""
 
+from pathlib import Path
+
 import datasets
 import pytest
 import torch
@@ -13,6 +15,7 @@ from workloads import glue_splits, glue_tasks
 from workloads.roberta_glue import RobertaGlue
 
 WORKLOAD = RobertaGlue()
+GLUE_TSV = Path(__file__).parents[1] / "data" / "glue" / "tsv"
 
 
 
@@ -41,6 +44,7 @@ def glue_dir(tmp_path):
             "label": [i % 3 for i in range(9)], "idx": list(range(9))}
     write_glue_split(directory, "mnli", "train", mnli)
     write_glue_split(directory, "mnli", "validation_matched", mnli)
+    write_glue_split(directory, "mnli", "validation_mismatched", {**mnli, "label": [(i + 1) % 3 for i in range(9)]})
     return directory
 
 
@@ -88,6 +92,26 @@ def test_mnli_is_scored_on_validation_matched(tmp_path, glue_dir):
     with pytest.raises(FileNotFoundError, match="holds no mnli validation_matched split; looked for "
                        "mnli/validation_matched-\\*.parquet or .jsonl \\(the Hub's layout\\), MNLI/dev_matched.tsv"):
         WORKLOAD.evaluate(WORKLOAD.build_model(spec), spec)
+
+
+def test_mnli_records_mismatched_accuracy_beside_the_matched_score(tmp_path):
+    spec = glue_spec(tmp_path, GLUE_TSV, "mnli")  # GLUE's MNLI/dev_matched.tsv and dev_mismatched.tsv
+    torch.manual_seed(0)
+    model = WORKLOAD.build_model(spec)
+    evaluation = WORKLOAD.evaluate(model, spec)
+    assert set(evaluation.task_metrics) == {"accuracy", "mismatched_accuracy"}
+    assert evaluation.task_score == evaluation.task_metrics["accuracy"]  # the paper's MNLI column is matched
+    model.eval()  # as evaluate has it: no dropout
+    assert evaluation.task_metrics["mismatched_accuracy"] == WORKLOAD._scored(model, spec, "validation_mismatched")[1]["accuracy"]
+    assert evaluation.eval_loss == WORKLOAD._scored(model, spec, "validation_matched")[0]
+
+
+def test_mnli_without_its_mismatched_split_is_refused_before_the_run(tmp_path, glue_dir):
+    (glue_dir / "mnli" / "validation_mismatched-00000-of-00001.parquet").unlink()
+    with pytest.raises(FileNotFoundError, match="holds no mnli validation_mismatched split; looked for "
+                       "mnli/validation_mismatched-\\*.parquet or .jsonl \\(the Hub's layout\\), MNLI/dev_mismatched.tsv"):
+        WORKLOAD.check(glue_spec(tmp_path, glue_dir, "mnli", eval_batches=1))
+    WORKLOAD.check(glue_spec(tmp_path, glue_dir, "mnli", eval_batches=0))  # a run that evaluates nothing reads none
 
 
 def test_lora_adapts_all_six_linears_of_each_layer_and_trains_the_head():
