@@ -113,6 +113,7 @@ def command_list(args) -> int:
     from core.options import describe_options
     from launchers import LAUNCHERS
     from methods import METHODS
+    from methods.licenses import method_licenses
     from suites.load import SuiteError, load_suite
     from workloads import WORKLOADS
     from workloads.sizes import model_sizes
@@ -120,7 +121,8 @@ def command_list(args) -> int:
     print("methods:")
     for name, method in METHODS.items():
         options = describe_options(method.options)
-        print(f"  {name:24} {method.summary}" + (f"  [options: {options}]" if options else ""))
+        print(f"  {name:24} {method.summary}  [{method_licenses(method.packages)}]"
+              + (f"  [options: {options}]" if options else ""))
     print("workloads:")
     for name, workload in WORKLOADS.items():
         print(f"  {name:24} sizes: {', '.join(model_sizes(name))}  [data: {describe_options(workload.data_options)}]")
