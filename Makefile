@@ -3,11 +3,12 @@
 # make check:     the CI memory gate: the ci_memory suite and the traced 7B estimates against
 #                 their committed baselines (results/baselines/); exit 1 when any figure rose.
 # make bench-optim: GaLore optimizer step time and memory, ours vs galore-torch (BENCH_SIZE=small).
+# make gpu-check:  every GPU-CHECKS.md figure on one CUDA device in 8 minutes (DRY=1: the plan only).
 PYTHON := .venv/bin/python
 SUITE ?= suites/smoke.toml
 SUITE_NAME = $(basename $(notdir $(SUITE)))
 
-.PHONY: setup benchmark run report test check check-update bench-optim clean
+.PHONY: setup benchmark run report test check check-update bench-optim gpu-check clean
 
 # The environment is rebuilt only when the pinned requirements change.
 .venv/ready: requirements.txt
@@ -67,6 +68,12 @@ check-update: setup
 BENCH_SIZE ?= small
 bench-optim: setup
 	$(PYTHON) -m benchmarks.galore_optim --size $(BENCH_SIZE)
+
+# make gpu-check: every figure of ../shared/GPU-CHECKS.md on one CUDA device in at most 8 minutes,
+# each part time-boxed; records, reports and summary.md in reports/out/gpu_check/.
+# make gpu-check DRY=1: the plan only (every cell with its time box and predicted time), any host.
+gpu-check: setup
+	$(PYTHON) -m benchmarks.gpu_check $(if $(DRY),--plan-only,)
 
 clean:
 	rm -rf reports/out .pytest_cache

@@ -46,6 +46,16 @@ PAPER_7B_PEAK_GB = {
     ("galore8bit_layerwise", 512, 1024): 22.0,
 }
 
+# REFERENCE.md, "Table 11": LLaMA 1B, a 256-token batch, BF16, one GPU: (memory GB, tokens/s)
+# by method, not layer-wise but for galore8bit_layerwise. The paper: 8-bit GaLore's throughput
+# is 17% below 8-bit Adam's.
+PAPER_TABLE_11 = {
+    "full": (13.60, 1256.98),
+    "adam8bit": (9.54, 1569.89),
+    "galore8bit": (7.95, 1109.38),
+    "galore8bit_layerwise": (5.63, 1019.63),
+}
+
 # REFERENCE.md, "Successors": each paper's own 7B claim, in its own setting (batch, sequence,
 # quantized weights, GPU), so ours is compared as a ratio, never as a match. Per method:
 # (the claim as stated, what its figure measures, the figure). What it measures:
