@@ -13,12 +13,17 @@ from results.records import append_record
 from results.schema import Record
 
 
-def grid_records(specs: list[RunSpec], suite: str, jobs: int) -> tuple[list[Record], float]:
+def grid_records(specs: list[RunSpec], suite: str, jobs: int, on_record=None) -> tuple[list[Record], float]:
     """traced_record of every spec, `jobs` at once in forked processes (a trace is one
-    process's single-threaded work), in the specs' order, and the wall seconds it took."""
+    process's single-threaded work), in the specs' order, and the wall seconds it took;
+    on_record(record) is called with each as it is ready, so a grid cut short keeps those done."""
     started = time.time()
+    records = []
     with ProcessPoolExecutor(max(1, min(jobs, len(specs))), mp_context=multiprocessing.get_context("fork")) as pool:
-        records = list(pool.map(_traced, specs, [suite] * len(specs)))
+        for record in pool.map(_traced, specs, [suite] * len(specs)):
+            records.append(record)
+            if on_record:
+                on_record(record)
     return records, time.time() - started
 
 
@@ -46,9 +51,8 @@ def estimate_grid(specs: list[RunSpec], request: EstimateRequest) -> int:
     """`harness.py estimate --grid`: every spec traced, printed as one table and recorded."""
     if not request.records:
         raise ValueError("--grid writes estimate records: give --records PATH")
-    records, wall_s = grid_records(specs, request.suite, request.jobs)
+    records, wall_s = grid_records(specs, request.suite, request.jobs,
+                                   on_record=lambda record: append_record(request.records, record))
     print(format_grid(records))
-    for record in records:
-        append_record(request.records, record)
     print(f"{len(records)} estimate records appended to {request.records}; traced in {wall_s:.0f} s wall")
     return 1 if any(record.status != Status.OK for record in records) else 0
