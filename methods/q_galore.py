@@ -1,8 +1,9 @@
 """Q-GaLore (Zhang et al., 2024, arXiv 2407.08296): GaLore with INT8 weights, INT4 projectors
 and a lazy, layer-adaptive projector refresh.
 
-Our own implementation, read from the paper and its reference code (VITA-Group/Q-GaLore,
-q_galore_torch/): the package q-galore-torch 1.0 fails on bitsandbytes 0.50, and its optimizer
+Our own implementation, read from the reference code (VITA-Group/Q-GaLore,
+q_galore_torch/): the package q-galore-torch 1.0 fails on bitsandbytes 0.50 (its step reads the
+config key percentile_clipping, which bitsandbytes no longer has: the README), and its optimizer
 calls torch.cuda.synchronize() after every parameter's update, so it could not step on CPU anyway.
 
 What is trained, as the reference's q_galore_adamw8bit:
@@ -21,7 +22,8 @@ What is trained, as the reference's q_galore_adamw8bit:
     multiplied by gamma_proj = 2. The queue is not cleared, so a layer whose subspace stays put
     doubles its gap at every later refresh (0, T, ..., 5T, then 7T, 11T, ...), and one whose
     subspace keeps moving keeps refreshing every T. This is the reference's
-    GaLoreProjector.project, line for line in its logic; the cosine is signed, as there.
+    GaLoreProjector.project, line for line in its logic; the cosine is signed, as there, so a
+    layer whose SVD returns its settled vector with the other sign reads -1 and keeps refreshing.
   - Every other parameter (embeddings, norms, LM head) gets the same 8-bit Adam, as in the
     reference's single AdamW8bit (tensors under 4096 elements keep 32-bit moments, as in
     bitsandbytes).
