@@ -156,6 +156,8 @@ def test_q_galore_trains_the_tiny_llama_and_stores_what_the_formula_says(one_thr
     assert memory.frozen_weight_bytes == sum(m * n + 2 * group_count(m * n, GROUP) * 4 for m, n in projected)
     assert memory.trainable_weight_bytes == sum(plain) * 4
     assert memory.tracker_at_step_end_bytes["frozen_weights"] == memory.frozen_weight_bytes
+    # Tracked steps 0 (every projector computed) and 1 (none): is_refresh_step tells them apart.
+    assert memory.tracker_refresh_peak_bytes is not None and memory.tracker_steady_peak_bytes is not None
 
 
 def test_a_grad_clip_is_refused_in_one_line():
