@@ -14,7 +14,7 @@ peft model.
 Categories are decided when a snapshot is read, from what each storage turned out to be:
   trainable_weights / frozen_weights  parameters, by requires_grad
   gradients                           a parameter's .grad when an optimizer stepped or the
-                                      step ended
+                                      step ended (gradient_of: an integer weight's float_grad)
   optimizer_state                     any tensor reachable from optimizer.state (moments,
                                       GaLore projectors, 8-bit absmax and quantization maps)
   activations                         every other tensor created inside a module's forward
@@ -76,6 +76,12 @@ def tensors_within(value, seen=None):
             yield from tensors_within(item, seen)
     elif hasattr(value, "__dict__"):
         yield from tensors_within(vars(value), seen)
+
+
+def gradient_of(parameter: torch.Tensor) -> torch.Tensor | None:
+    """A parameter's gradient: its .grad, or, for an integer weight, which torch lets hold no
+    float .grad (Q-GaLore's INT8 codes, methods/int8_linear.py), the one it keeps as float_grad."""
+    return parameter.grad if parameter.grad is not None else getattr(parameter, "float_grad", None)
 
 
 @dataclass
@@ -187,7 +193,8 @@ class MemoryTracker(TorchDispatchMode):
             for plain in plain_tensors(parameter):
                 key = self._key(plain, existed_before=True)
                 (self._trainable if parameter.requires_grad else self._frozen).add(key)
-            for plain in plain_tensors(parameter.grad) if parameter.grad is not None else ():
+            gradient = gradient_of(parameter)
+            for plain in plain_tensors(gradient) if gradient is not None else ():
                 self._gradients.add(self._key(plain, existed_before=True))
         for buffer in self.model.buffers():
             self._key(buffer, existed_before=True)
@@ -200,7 +207,8 @@ class MemoryTracker(TorchDispatchMode):
         self._optimizer_depth += 1
         for group in optimizer.param_groups:
             for parameter in group["params"]:
-                for plain in plain_tensors(parameter.grad) if parameter.grad is not None else ():
+                gradient = gradient_of(parameter)
+                for plain in plain_tensors(gradient) if gradient is not None else ():
                     self._gradients.add(self._key(plain, existed_before=True))
 
     def _after_optimizer_step(self, optimizer, args, kwargs):

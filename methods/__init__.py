@@ -22,6 +22,7 @@ from methods import (  # noqa: E402
     layerwise,
     lora,
     low_rank,
+    q_galore,
     relora,
     torchao_lowbit,
 )
@@ -49,6 +50,7 @@ METHODS = {
         fira.METHOD,
         torchao_lowbit.ADAMW_8BIT,
         torchao_lowbit.ADAMW_4BIT,
+        q_galore.METHOD,
     )
 }
 

@@ -16,6 +16,7 @@ METHODS = {
     "relora": {"rank": 4, "reset_interval": 3, "restart_warmup_steps": 1},  # a merge before and after the stop
     "galore8bit": {"update_proj_gap": 3},  # projectors refreshed before and after the stop
     "galore8bit_layerwise": {"update_proj_gap": 3},
+    "q_galore": {"update_proj_gap": 1, "queue_size": 2},  # refreshes and stochastic rounding before and after the stop
 }
 
 

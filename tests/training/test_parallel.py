@@ -130,6 +130,12 @@ def assert_same_training(one: dict, two: dict, loss_tolerance: float, weight_tol
 TOLERANCES = {"galore8bit": (1e-3, 1e-3), "adam8bit": (1e-3, 1e-3), "galore8bit_layerwise": (1e-3, 1e-3),
               "adam8bit_layerwise": (1e-3, 1e-3)}
 """8-bit moments: a gradient that differs in its last bits can land in the next quantization bucket."""
+TOLERANCES["q_galore"] = (1e-5, 3.0)
+"""INT8 weights, compared as raw uint8 codes: a gradient that differs in its last bits (gloo sums in
+another order) can flip an element's stochastic rounding by one level and move a group's zero point
+by one (its min crossing a rounding boundary), which shifts that group's codes by one; up to 3
+levels were seen, most codes equal. The ranks still hold identical weights after every step (same
+rounding seed) and the losses agree to 1e-5."""
 
 
 @pytest.mark.parametrize("method, options", [
@@ -143,6 +149,7 @@ TOLERANCES = {"galore8bit": (1e-3, 1e-3), "adam8bit": (1e-3, 1e-3), "galore8bit_
     ("adam8bit_layerwise", {}),
     ("galore_layerwise", {"rank": 8, "update_proj_gap": 2}),
     ("galore8bit_layerwise", {"rank": 8, "update_proj_gap": 2}),
+    ("q_galore", {"rank": 8, "update_proj_gap": 2}),
 ])
 def test_two_ranks_take_the_steps_of_one_process_with_the_same_global_batch(method, options, tmp_path):
     one = RunSpec(**TINY, method=method, method_options=options)
