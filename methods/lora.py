@@ -64,11 +64,15 @@ def wrap_with_lora(model: torch.nn.Module, options: LoraOptions, workload, **var
     return lora_model
 
 
+def train_adapted(adapted: torch.nn.Module, spec) -> Training:
+    """AdamW over the adapted model's trainable parameters, on the paper's schedule (LoRA and its variants)."""
+    trainable = [p for p in adapted.parameters() if p.requires_grad]
+    optimizer = adamw(weight_decay_groups(adapted, trainable, spec), spec)
+    return Training(model=adapted, optimizer=optimizer, scheduler=warmup_cosine_schedule(optimizer, spec))
+
+
 def prepare(model, spec, options, workload):
-    lora_model = wrap_with_lora(model, options, workload)
-    trainable = [p for p in lora_model.parameters() if p.requires_grad]
-    optimizer = adamw(weight_decay_groups(lora_model, trainable, spec), spec)
-    return Training(model=lora_model, optimizer=optimizer, scheduler=warmup_cosine_schedule(optimizer, spec))
+    return train_adapted(wrap_with_lora(model, options, workload), spec)
 
 
 METHOD = Method("lora", prepare, LoraOptions, "LoRA via peft on attention/MLP Linears", fsdp2=True, packages=("peft",),

@@ -16,8 +16,8 @@ train_non_lora, target_modules) and train with the same AdamW:
 import re
 from dataclasses import dataclass
 
-from methods.base import Method, Training, adamw, options_rank, warmup_cosine_schedule, weight_decay_groups
-from methods.lora import LoraOptions, wrap_with_lora
+from methods.base import Method, options_rank
+from methods.lora import LoraOptions, train_adapted, wrap_with_lora
 
 PISSA_INITS = re.compile(r"pissa(_niter_[1-9][0-9]*)?")
 
@@ -32,20 +32,13 @@ class PissaOptions(LoraOptions):
     init: str = "pissa"
     """peft's init_lora_weights: "pissa" takes an exact SVD of each weight (the paper's
     definition); "pissa_niter_<k>" a randomized SVD with k subspace iterations (the paper's fast
-    variant: minutes less at 7B, principal vectors approximate)."""
+    variant: far faster on large weights, the principal vectors approximate)."""
 
     def __post_init__(self):
         super().__post_init__()
         if not PISSA_INITS.fullmatch(self.init):
             raise ValueError(f'options.init = {self.init!r}; accepted: "pissa" or "pissa_niter_<k>" with k a '
                              "positive integer")
-
-
-def train_adapted(adapted, spec) -> Training:
-    """`lora`'s AdamW and schedule over the adapted model's trainable parameters."""
-    trainable = [p for p in adapted.parameters() if p.requires_grad]
-    optimizer = adamw(weight_decay_groups(adapted, trainable, spec), spec)
-    return Training(model=adapted, optimizer=optimizer, scheduler=warmup_cosine_schedule(optimizer, spec))
 
 
 def prepare_dora(model, spec, options, workload):

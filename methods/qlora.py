@@ -22,8 +22,7 @@ import torch
 
 from core.spec import DTYPES
 from methods.base import Method, bitsandbytes, linear_layers, options_rank
-from methods.lora import LoraOptions, wrap_with_lora
-from methods.lora_variants import train_adapted
+from methods.lora import LoraOptions, train_adapted, wrap_with_lora
 
 NF4_BLOCK_SIZE = 64
 """Elements per absmax (the QLoRA paper's and bitsandbytes' default)."""
@@ -35,9 +34,9 @@ class QloraOptions(LoraOptions):
     """Quantize the absmax constants too (8-bit, blocks of 256): about 0.37 bits per weight less."""
 
 
-def quantize_to_nf4(model: torch.nn.Module, options: QloraOptions, workload, compute_dtype: torch.dtype) -> list[str]:
+def quantize_to_nf4(model: torch.nn.Module, options: QloraOptions, workload, compute_dtype: torch.dtype):
     """Replace the target Linear layers of `model` by NF4 Linear4bit layers, quantized on each
-    weight's device; the names of those replaced."""
+    weight's device."""
     suffixes = options.target_modules or workload.target_modules
     targets = linear_layers(model, suffixes)  # as peft matches target_modules
     if not targets:
@@ -59,7 +58,6 @@ def quantize_to_nf4(model: torch.nn.Module, options: QloraOptions, workload, com
             quantized.bias = torch.nn.Parameter(linear.bias.data, requires_grad=False)
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name), child, quantized)
-    return list(targets)
 
 
 def prepare(model, spec, options, workload):
