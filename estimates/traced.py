@@ -15,7 +15,8 @@ from dataclasses import replace
 from datetime import datetime, timezone
 
 import torch
-from torch._subclasses.fake_tensor import DataDependentOutputException, FakeTensorMode, unset_fake_temporarily
+from torch._subclasses.fake_tensor import (DataDependentOutputException, FakeTensor, FakeTensorMode,
+                                          unset_fake_temporarily)
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -82,7 +83,10 @@ def bitsandbytes_shapes(mode: FakeTensorMode, notes: list[str]):
     """bitsandbytes builds its quantization maps with a data-dependent call, and its update
     kernels need data. The maps are built for real and handed over as fake tensors of the
     same shape and dtype; the updates are skipped: they change state in place and the CUDA
-    kernels allocate nothing, so memory is unchanged."""
+    kernels allocate nothing, so memory is unchanged. Its 4-bit quantization and
+    dequantization have fake kernels (exact shapes), but a 4-bit weight (Params4bit) cannot
+    wrap a fake tensor: a fake parameter of the packed shape stands in, its quantization state
+    (absmax, codes, the nested quantization's) attached as bitsandbytes attaches it."""
     originals = {
         name: getattr(bitsandbytes.functional, name)
         for name in ("create_dynamic_map", "optimizer_update_8bit_blockwise", "optimizer_update_32bit")
@@ -101,14 +105,44 @@ def bitsandbytes_shapes(mode: FakeTensorMode, notes: list[str]):
         if note not in notes:
             notes.append(note)
 
+    params4bit_new = vars(bitsandbytes.nn.Params4bit)["__new__"]  # as the class holds it (a staticmethod)
+
+    def fake_params4bit(cls, data=None, requires_grad=False, quant_state=None, blocksize=None,
+                        compress_statistics=True, quant_type="fp4", quant_storage=torch.uint8, module=None,
+                        bnb_quantized=False):
+        note = ("bitsandbytes 4-bit weights (Params4bit) stood in for by frozen fake parameters of the packed "
+                "shape and dtype, their quantization state attached")
+        if note not in notes:
+            notes.append(note)
+        # A fake tensor cannot become a Params4bit (a Tensor subclass of its own), but it can
+        # become a parameter and carry the attributes Linear4bit's forward reads.
+        stand_in = torch.nn.Parameter(data, requires_grad=requires_grad)
+        stand_in.quant_state, stand_in.blocksize, stand_in.quant_type = quant_state, blocksize or 64, quant_type
+        stand_in.compress_statistics, stand_in.quant_storage = compress_statistics, quant_storage
+        stand_in.bnb_quantized, stand_in.module = bnb_quantized, module
+        return stand_in
+
+    def params4bit(cls, data=None, *args, **kwargs):
+        if isinstance(data, FakeTensor):
+            return fake_params4bit(cls, data, *args, **kwargs)
+        return params4bit_new.__func__(cls, data, *args, **kwargs)
+
+    # bitsandbytes caches its 8-bit map (the double quantization's) across calls: the traced
+    # steps get a cache of their own, so that no fake map outlives them and no real one enters.
+    cached_maps = dict(bitsandbytes.functional.name2qmap)
+    bitsandbytes.functional.name2qmap.clear()
     bitsandbytes.functional.create_dynamic_map = real_quantization_map
     bitsandbytes.functional.optimizer_update_8bit_blockwise = skipped_update
     bitsandbytes.functional.optimizer_update_32bit = skipped_update
+    bitsandbytes.nn.Params4bit.__new__ = params4bit
     try:
         yield
     finally:
         for name, function in originals.items():
             setattr(bitsandbytes.functional, name, function)
+        bitsandbytes.nn.Params4bit.__new__ = params4bit_new
+        bitsandbytes.functional.name2qmap.clear()
+        bitsandbytes.functional.name2qmap.update(cached_maps)
 
 
 def _fused_adam_as_on_cuda(optimizer, args, kwargs):

@@ -5,7 +5,7 @@ import resource
 import torch
 
 from meters import nvml
-from meters.tracker import plain_tensors, tensors_within
+from meters.tracker import parameter_tensors, plain_tensors, tensors_within
 from results.schema import DeviceFigures, StateFigures
 
 
@@ -45,6 +45,8 @@ def state_bytes(training) -> StateFigures:
     parameters = list(training.model.parameters())
     return StateFigures(
         trainable_weight_bytes=storage_bytes(p for p in parameters if p.requires_grad),
-        frozen_weight_bytes=storage_bytes(p for p in parameters if not p.requires_grad),
+        # A 4-bit weight's quantization constants count with it (parameter_tensors).
+        frozen_weight_bytes=storage_bytes(
+            tensor for p in parameters if not p.requires_grad for tensor in parameter_tensors(p)),
         optimizer_state_bytes=optimizer_state_bytes(training.optimizer),
     )

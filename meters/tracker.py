@@ -12,7 +12,8 @@ registers gradient hooks on every parameter, which raises on the frozen paramete
 peft model.
 
 Categories are decided when a snapshot is read, from what each storage turned out to be:
-  trainable_weights / frozen_weights  parameters, by requires_grad
+  trainable_weights / frozen_weights  parameters, by requires_grad (a bitsandbytes 4-bit
+                                      weight's quantization constants with it)
   gradients                           a parameter's .grad when an optimizer stepped or the
                                       step ended (gradient_of: an integer weight's float_grad)
   optimizer_state                     any tensor reachable from optimizer.state (moments,
@@ -57,6 +58,16 @@ def plain_tensors(tensor: torch.Tensor):
                 yield from plain_tensors(inner)
     else:
         yield tensor
+
+
+def parameter_tensors(parameter: torch.Tensor):
+    """The tensors that hold a parameter: its plain tensors, and for a bitsandbytes 4-bit weight
+    (Params4bit) the quantization constants on its quant_state (absmax per block, the code,
+    and the nested quantization's), which are weights in all but name."""
+    yield from plain_tensors(parameter)
+    quant_state = getattr(parameter, "quant_state", None)
+    if quant_state is not None:
+        yield from tensors_within(quant_state)
 
 
 def tensors_within(value, seen=None):
@@ -190,7 +201,7 @@ class MemoryTracker(TorchDispatchMode):
     def _note_model(self):
         # plain_tensors: under FSDP2 parameters and gradients are DTensors; a rank holds their local shards.
         for parameter in self.model.parameters():
-            for plain in plain_tensors(parameter):
+            for plain in parameter_tensors(parameter):
                 key = self._key(plain, existed_before=True)
                 (self._trainable if parameter.requires_grad else self._frozen).add(key)
             gradient = gradient_of(parameter)

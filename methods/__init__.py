@@ -6,6 +6,7 @@ import logging
 # on CPUs with AVX512-BF16, to fetch an optional 4-bit kernel from the Hub at import and logs
 # a warning on every start when it cannot. No method uses 4-bit kernels; every import of
 # bitsandbytes here goes through this package, so this line runs before it.
+# (qlora's 4-bit layers never reach that kernel: methods/qlora.py turns its inference path off.)
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 # torchao warns at import that its CUDA kernel libraries do not load here, and torch that
 # torchao registers enums the old way; its low-bit optimizers need neither.
@@ -21,8 +22,10 @@ from methods import (  # noqa: E402
     galore,
     layerwise,
     lora,
+    lora_variants,
     low_rank,
     q_galore,
+    qlora,
     relora,
     torchao_lowbit,
 )
@@ -51,6 +54,9 @@ METHODS = {
         torchao_lowbit.ADAMW_8BIT,
         torchao_lowbit.ADAMW_4BIT,
         q_galore.METHOD,
+        lora_variants.DORA,
+        lora_variants.PISSA,
+        qlora.METHOD,
     )
 }
 

@@ -41,11 +41,12 @@ class LoraOptions:
             raise ValueError(f"options.dropout = {self.dropout!r}; accepted: a probability in [0, 1)")
 
 
-def wrap_with_lora(model: torch.nn.Module, options: LoraOptions, workload) -> torch.nn.Module:
-    """Return the peft model with the trainable set the options ask for."""
+def wrap_with_lora(model: torch.nn.Module, options: LoraOptions, workload, **variant) -> torch.nn.Module:
+    """Return the peft model with the trainable set the options ask for; `variant` goes to
+    peft's LoraConfig as it is (DoRA's use_dora, PiSSA's init_lora_weights)."""
     targets = list(options.target_modules or workload.target_modules)
     config = peft.LoraConfig(
-        r=options.rank, lora_alpha=options.alpha, lora_dropout=options.dropout, target_modules=targets
+        r=options.rank, lora_alpha=options.alpha, lora_dropout=options.dropout, target_modules=targets, **variant
     )
     # peft would keep the adapters in float32 under a bf16 model (autocast_adapter_dtype), which
     # saves a float32 copy of every adapted input for backward; the paper's runs are BF16 throughout.
@@ -63,11 +64,15 @@ def wrap_with_lora(model: torch.nn.Module, options: LoraOptions, workload) -> to
     return lora_model
 
 
+def train_adapted(adapted: torch.nn.Module, spec) -> Training:
+    """AdamW over the adapted model's trainable parameters, on the paper's schedule (LoRA and its variants)."""
+    trainable = [p for p in adapted.parameters() if p.requires_grad]
+    optimizer = adamw(weight_decay_groups(adapted, trainable, spec), spec)
+    return Training(model=adapted, optimizer=optimizer, scheduler=warmup_cosine_schedule(optimizer, spec))
+
+
 def prepare(model, spec, options, workload):
-    lora_model = wrap_with_lora(model, options, workload)
-    trainable = [p for p in lora_model.parameters() if p.requires_grad]
-    optimizer = adamw(weight_decay_groups(lora_model, trainable, spec), spec)
-    return Training(model=lora_model, optimizer=optimizer, scheduler=warmup_cosine_schedule(optimizer, spec))
+    return train_adapted(wrap_with_lora(model, options, workload), spec)
 
 
 METHOD = Method("lora", prepare, LoraOptions, "LoRA via peft on attention/MLP Linears", fsdp2=True, packages=("peft",),

@@ -142,6 +142,10 @@ rounding seed) and the losses agree to 1e-5."""
     ("full", {}),
     ("adam8bit", {}),
     ("lora", {"dropout": 0.0}),
+    ("dora", {"dropout": 0.0}),
+    ("pissa", {"dropout": 0.0}),
+    ("pissa", {"dropout": 0.0, "init": "pissa_niter_2"}),  # a randomized SVD: each rank draws the same
+    ("qlora", {"dropout": 0.0}),
     ("relora", {"dropout": 0.0, "reset_interval": 2, "restart_warmup_steps": 1}),
     ("galore", {"rank": 8, "update_proj_gap": 2}),
     ("galore8bit", {"rank": 8, "update_proj_gap": 2}),
@@ -181,7 +185,8 @@ def test_ddp_all_reduces_once_per_step_whatever_the_accumulation(tmp_path):
     assert on_two["all_reduces"] == unaccumulated["all_reduces"] >= TINY["steps"]
 
 
-@pytest.mark.parametrize("method, options", [("full", {}), ("adam8bit", {}), ("lora", {"dropout": 0.0})])
+@pytest.mark.parametrize("method, options", [("full", {}), ("adam8bit", {}), ("lora", {"dropout": 0.0}),
+                                             ("dora", {"dropout": 0.0}), ("pissa", {"dropout": 0.0})])
 def test_fsdp2_matches_the_unsharded_run_and_holds_half_the_weights(method, options, tmp_path):
     one = RunSpec(**TINY, method=method, method_options=options)
     reference = train_on_ranks(one, 1, tmp_path)
