@@ -26,6 +26,7 @@ from methods import (  # noqa: E402
     low_rank,
     q_galore,
     qlora,
+    muon,
     relora,
     torchao_lowbit,
 )
@@ -57,6 +58,7 @@ METHODS = {
         lora_variants.DORA,
         lora_variants.PISSA,
         qlora.METHOD,
+        muon.METHOD,
     )
 }
 

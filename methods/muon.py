@@ -1,0 +1,124 @@
+"""Muon (Jordan et al., 2024), with torch's own torch.optim.Muon, on the hidden weights.
+
+Muon keeps one momentum buffer per weight matrix and updates it by the buffer orthogonalised
+with a few Newton-Schulz iterations; its authors apply it to the 2-D hidden weights only (the
+attention and MLP Linear layers inside the repeated blocks) and leave embeddings, the LM head
+or classifier, norms and biases to AdamW. The two optimizers sit behind one optimizer face, so
+that the loop steps them together and one lr schedule drives both.
+
+Learning rates: Muon's groups start at options.lr (none: the spec's lr) and follow the run's
+schedule, as AdamW's groups do at the spec's lr. With adjust_lr_fn = "match_rms_adamw" (the
+default, as Moonlight) torch scales each Muon update by 0.2 sqrt(max(m, n)) so that its RMS
+matches AdamW's and the spec's lr suits both; with "original" (Keller Jordan's
+sqrt(max(1, m / n))) Muon wants its own, larger lr, around 0.02.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+
+from methods.base import Method, Training, adamw, warmup_cosine_schedule, weight_decay_groups
+from methods.blocks import hidden_matrices
+
+ADJUST_LR_FNS = ("match_rms_adamw", "original")
+
+
+@dataclass(frozen=True)
+class MuonOptions:
+    momentum: float = 0.95
+    """Muon's momentum coefficient, in [0, 1)."""
+    nesterov: bool = True
+    """Nesterov momentum: orthogonalise g + momentum x buffer rather than the buffer."""
+    ns_steps: int = 5
+    """Newton-Schulz iterations per update, 1 to 99 (torch refuses 100 or more)."""
+    adjust_lr_fn: str = "match_rms_adamw"
+    """How torch scales Muon's lr per weight shape: "match_rms_adamw" (0.2 sqrt(max(m, n)), so
+    AdamW's lr fits) or "original" (sqrt(max(1, m / n)), Keller Jordan's)."""
+    lr: float | None = None
+    """Peak lr of the Muon groups; none: the spec's lr (right for "match_rms_adamw")."""
+
+    def __post_init__(self):
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"options.momentum must be in [0, 1), got {self.momentum}")
+        if not 1 <= self.ns_steps <= 99:
+            raise ValueError(f"options.ns_steps must be in 1..99, got {self.ns_steps}")
+        if self.adjust_lr_fn not in ADJUST_LR_FNS:
+            raise ValueError(f"options.adjust_lr_fn {self.adjust_lr_fn!r} is not known; accepted: "
+                             f"{', '.join(ADJUST_LR_FNS)}")
+        if self.lr is not None and not self.lr > 0:
+            raise ValueError(f"options.lr must be > 0 or none, got {self.lr}")
+
+
+class _StateOf(Mapping):
+    """parameter -> its state in whichever optimizer holds it, read live (loading a state dict
+    replaces an optimizer's state dict object)."""
+
+    def __init__(self, optimizers: list[torch.optim.Optimizer]):
+        self._optimizers = optimizers
+
+    def __getitem__(self, parameter):
+        for optimizer in self._optimizers:
+            if parameter in optimizer.state:
+                return optimizer.state[parameter]
+        raise KeyError(parameter)
+
+    def __iter__(self):
+        return (p for optimizer in self._optimizers for p in optimizer.state)
+
+    def __len__(self):
+        return sum(len(optimizer.state) for optimizer in self._optimizers)
+
+
+class CombinedOptimizer(torch.optim.Optimizer):
+    """Optimizers of disjoint parameters behind one face: param_groups are all of theirs (the lr
+    scheduler sets each group's lr in place), state reads through to them, and step, zero_grad
+    and state_dict go to each."""
+
+    def __init__(self, optimizers: list[torch.optim.Optimizer]):
+        super().__init__([p for o in optimizers for group in o.param_groups for p in group["params"]], {})
+        self._optimizers = optimizers
+        self._face_their_groups()
+        self.state = _StateOf(optimizers)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for optimizer in self._optimizers:
+            optimizer.step()
+
+    def zero_grad(self, set_to_none: bool = True):
+        for optimizer in self._optimizers:
+            optimizer.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict:
+        return {"per_optimizer": [optimizer.state_dict() for optimizer in self._optimizers]}
+
+    def load_state_dict(self, state_dict: dict):
+        for optimizer, saved in zip(self._optimizers, state_dict["per_optimizer"], strict=True):
+            optimizer.load_state_dict(saved)
+        # Loading replaces each optimizer's group dicts; the scheduler must set lr on the new ones.
+        self._face_their_groups()
+
+    def _face_their_groups(self):
+        self.param_groups = [group for optimizer in self._optimizers for group in optimizer.param_groups]
+
+
+def prepare(model, spec, options: MuonOptions, workload) -> Training:
+    hidden = [p for p in hidden_matrices(model) if p.requires_grad]
+    hidden_ids = {id(p) for p in hidden}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in hidden_ids]
+    muon = torch.optim.Muon(
+        hidden,
+        lr=options.lr or spec.lr,
+        weight_decay=spec.weight_decay,
+        momentum=options.momentum,
+        nesterov=options.nesterov,
+        ns_steps=options.ns_steps,
+        adjust_lr_fn=options.adjust_lr_fn,
+    )
+    optimizer = CombinedOptimizer([muon, adamw(weight_decay_groups(model, rest, spec), spec)])
+    return Training(model=model, optimizer=optimizer, scheduler=warmup_cosine_schedule(optimizer, spec))
+
+
+METHOD = Method("muon", prepare, MuonOptions,
+                "Muon (torch.optim.Muon) on the hidden 2-D weights, AdamW on embeddings, head, norms, biases")
