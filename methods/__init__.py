@@ -21,6 +21,7 @@ from methods import (  # noqa: E402
     full,
     galore,
     layerwise,
+    lisa,
     lora,
     lora_variants,
     low_rank,
@@ -59,6 +60,7 @@ METHODS = {
         lora_variants.PISSA,
         qlora.METHOD,
         muon.METHOD,
+        lisa.METHOD,
     )
 }
 
