@@ -17,6 +17,7 @@ from methods import (  # noqa: E402
     adam8bit,
     adam_mini,
     apollo,
+    badam,
     fira,
     full,
     galore,
@@ -61,6 +62,7 @@ METHODS = {
         qlora.METHOD,
         muon.METHOD,
         lisa.METHOD,
+        badam.METHOD,
     )
 }
 
