@@ -136,6 +136,10 @@ another order) can flip an element's stochastic rounding by one level and move a
 by one (its min crossing a rounding boundary), which shifts that group's codes by one; up to 3
 levels were seen, most codes equal. The ranks still hold identical weights after every step (same
 rounding seed) and the losses agree to 1e-5."""
+TOLERANCES["muon"] = (1e-4, 1e-3)
+"""Muon orthogonalises in bfloat16: a gradient that differs in its last bits can round to the next
+bfloat16 value, and AdamW turns the difference into up to 8e-4 in entries of the embeddings whose
+gradients are near 0 (measured; losses 1.05e-5)."""
 
 
 @pytest.mark.parametrize("method, options", [
@@ -154,6 +158,7 @@ rounding seed) and the losses agree to 1e-5."""
     ("galore_layerwise", {"rank": 8, "update_proj_gap": 2}),
     ("galore8bit_layerwise", {"rank": 8, "update_proj_gap": 2}),
     ("q_galore", {"rank": 8, "update_proj_gap": 2}),
+    ("muon", {}),
 ])
 def test_two_ranks_take_the_steps_of_one_process_with_the_same_global_batch(method, options, tmp_path):
     one = RunSpec(**TINY, method=method, method_options=options)
@@ -221,6 +226,8 @@ REFUSED = """
     ("full", "nnodes = 2", "", "nnodes = 2 needs rdzv_endpoint"),
     ("full", "checkpoint_every = 1", "", "checkpoint_every = 1 with 2 ranks"),
     ("relora", "", "options = { warm_start_steps = 1 }", "options.warm_start_steps with nproc > 1"),
+    ("lisa", "", "", "method lisa with nproc > 1: DistributedDataParallel fixes"),
+    ("badam", "", "", "method badam with nproc > 1: DistributedDataParallel fixes"),
 ])
 def test_what_cannot_run_on_several_ranks_is_refused_before_the_run_in_one_line(write_suite, method, line, method_line,
                                                                                  expected):
