@@ -203,7 +203,9 @@ class MemoryTracker(TorchDispatchMode):
         for parameter in self.model.parameters():
             for plain in parameter_tensors(parameter):
                 key = self._key(plain, existed_before=True)
+                # As it is now: block-wise methods (LISA, BAdam) switch which layers train.
                 (self._trainable if parameter.requires_grad else self._frozen).add(key)
+                (self._frozen if parameter.requires_grad else self._trainable).discard(key)
             gradient = gradient_of(parameter)
             for plain in plain_tensors(gradient) if gradient is not None else ():
                 self._gradients.add(self._key(plain, existed_before=True))

@@ -5,6 +5,7 @@ import pytest
 
 from core.options import OptionError
 from methods import METHODS
+from meters.tracker import MemoryTracker
 from methods.blocks import repeated_layers
 from tests.conftest import tiny_spec
 from tests.methods.test_successors import FLOAT32_BYTES, assert_loss_falls, trained
@@ -81,3 +82,24 @@ def test_lisa_refuses_more_layers_than_the_model_has_in_one_line():
         prepared({"n_layers": 3})
     with pytest.raises(OptionError, match="options.interval must be >= 1"):
         METHODS["lisa"].parse_options({"interval": 0})
+
+
+def test_the_tracker_counts_layers_switched_off_as_frozen():
+    spec, workload, model, training = prepared({"n_layers": 1, "interval": 1})
+    tracker = MemoryTracker(model, training.optimizer)
+    batches = workload.train_batches(spec)
+    seen = set()
+    for step in range(8):
+        seen.add(active_layers(model))
+        with tracker.step():
+            workload.loss(model, next(batches)).backward()
+            training.optimizer.step()
+            training.optimizer.zero_grad(set_to_none=True)
+        training.after_step(step)
+    assert len(seen) == 2
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    # The last step ran before its switch: one layer trained, as now (both layers are one size).
+    end = tracker.steps[-1].at_step_end_bytes
+    assert (end["trainable_weights"], end["frozen_weights"]) == (trainable * FLOAT32_BYTES,
+                                                                 (total - trainable) * FLOAT32_BYTES)
