@@ -15,6 +15,9 @@ What we wrap, minimally, and why:
   "float32_weight", beside its AdamW state: the copy is held by the optimizer, as the
   paper's 2M + 16M/D counts it (copy, moments and the float32 gradient per active element),
   so the tracker counts it as optimizer state.
+- Its AdamW groups are its own: the bias group's weight decay 0 is overwritten by the base
+  optimizer's defaults, and its norm test compares parameters with module classes, so every
+  tensor is decayed at the spec's weight decay, whatever `conventions` (left as the package has it).
 - It prints the trainable prefixes at every switch (switch_trainable_params defaults its
   verbose to 1 whatever the optimizer's verbose) and warns that float32 weights cost memory
   (it expects bf16); both are silenced, the copy being counted and documented.
@@ -28,8 +31,7 @@ from dataclasses import dataclass
 from badam import BlockOptimizer
 
 from methods.base import Method, Training, adamw, warmup_cosine_schedule, weight_decay_groups
-from methods.blocks import outside_parameters, repeated_layers
-from methods.lisa import refuse_what_switching_breaks
+from methods.blocks import outside_parameters, refuse_what_switching_breaks, repeated_layers
 
 SWITCH_MODES = ("descending", "ascending", "random", "fixed")
 OUTSIDE_LAYERS = ("blocks", "active")

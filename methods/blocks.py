@@ -42,3 +42,13 @@ def outside_parameters(model: torch.nn.Module) -> tuple[list[str], list[str]]:
         else:
             (after if seen_layers else before).append(parameter_name)
     return before, after
+
+
+def refuse_what_switching_breaks(spec, method: str):
+    """Switches change which parameters require grad: refuse, in one line, what cannot follow."""
+    if spec.world_size > 1:
+        raise ValueError(f"method {method} with nproc > 1: DistributedDataParallel fixes when it wraps the model which "
+                         "parameters it averages, and each switch of the trained layers changes them; set nproc = 1")
+    if spec.checkpoint_every:
+        raise ValueError(f"method {method} with checkpoint_every: a resumed run would not restore which layers train "
+                         "nor their state; set checkpoint_every = 0")

@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass
 
 from methods.base import Method, Training, adamw, warmup_cosine_schedule, weight_decay_groups
-from methods.blocks import repeated_layers
+from methods.blocks import refuse_what_switching_breaks, repeated_layers
 
 
 @dataclass(frozen=True)
@@ -28,16 +28,6 @@ class LisaOptions:
         for name in ("n_layers", "interval"):
             if getattr(self, name) < 1:
                 raise ValueError(f"options.{name} must be >= 1, got {getattr(self, name)}")
-
-
-def refuse_what_switching_breaks(spec, method: str):
-    """Switches change which parameters require grad: refuse, in one line, what cannot follow."""
-    if spec.world_size > 1:
-        raise ValueError(f"method {method} with nproc > 1: DistributedDataParallel fixes when it wraps the model which "
-                         "parameters it averages, and each switch of the trained layers changes them; set nproc = 1")
-    if spec.checkpoint_every:
-        raise ValueError(f"method {method} with checkpoint_every: a resumed run would not restore which layers train "
-                         "nor their state; set checkpoint_every = 0")
 
 
 def prepare(model, spec, options: LisaOptions, workload) -> Training:

@@ -53,7 +53,8 @@ def test_badam_in_blocks_keeps_only_the_active_blocks_state(one_thread):
     assert not always and len(blocks) == 4  # embeddings, the two layers, final norm and head
     assert sum(curve[-5:]) < sum(curve[:5])
     # The tracked step is step 0: the last block (final norm and head); the run ends in another.
-    assert memory.tracker_at_step_end_bytes["optimizer_state"] == block_state_bytes(model, blocks[active_block(blocks, 1)])
+    first = blocks[active_block(blocks, 1)]
+    assert memory.tracker_at_step_end_bytes["optimizer_state"] == block_state_bytes(model, first)
     assert active_block(blocks, STEPS) != active_block(blocks, 1)
     assert memory.optimizer_state_bytes == block_state_bytes(model, blocks[active_block(blocks, STEPS)])
 
@@ -73,7 +74,8 @@ def test_blocks_come_from_the_repeated_layers_of_either_architecture(workload, d
     assert blocks == [outside[0], [f"{stack}.0."], [f"{stack}.1."], outside[1]] and always == []
     blocks, always = block_prefixes(model, "active")
     assert blocks == [[f"{stack}.0."], [f"{stack}.1."]] and always == outside[0] + outside[1]
-    covered = [name for name, _ in model.named_parameters() if any(p in name for block in blocks for p in block + always)]
+    prefixes = [prefix for block in blocks for prefix in block] + always
+    covered = [name for name, _ in model.named_parameters() if any(prefix in name for prefix in prefixes)]
     assert covered == [name for name, _ in model.named_parameters()]
 
 
