@@ -27,7 +27,7 @@ from estimates import EstimateRequest
 from launchers.packages import recorded_packages
 from meters.environment import environment
 from meters.tracker import CUDA_ALLOCATION_GRANULARITY_BYTES, MemoryTracker, StepMemory, summarize
-from methods import prepare_training
+from methods import METHODS, prepare_training
 from methods.base import bitsandbytes
 from results.records import append_record
 from results.schema import Memory, Record
@@ -256,6 +256,7 @@ def traced_training(spec: RunSpec, as_cuda: bool = True):
         torch.manual_seed(spec.seed)
         model = workload.build_model(spec).to(dtype=DTYPES[spec.dtype])
         training = prepare_training(model, spec, workload)
+        notes.extend(METHODS[spec.method].notes_for("traced" if as_cuda else "cpu"))
         training.model.train()
         granularity_bytes = CUDA_ALLOCATION_GRANULARITY_BYTES if as_cuda else 1
         tracker = MemoryTracker(training.model, training.optimizer, granularity_bytes, training.is_refresh_step)

@@ -63,10 +63,22 @@ class Method:
     rank: Callable | None = None
     """rank(options, spec) -> the rank it trains at, its default resolved (a low-rank method);
     None for full-rank methods. Records carry it, typed, for reports to key rows on."""
+    cuda_only: bool = False
+    """It trains on CUDA devices only (its package moves tensors between the GPU and the host): a
+    run on another device is refused before it starts (training/preflight.py); a traced estimate,
+    which assumes CUDA, still runs, and the CPU memory gate has only that of it."""
+    notes: Callable[[str], tuple[str, ...]] | None = None
+    """notes(where) -> lines the record says about how the method ran, `where` being the device
+    type of a run ("cpu", "cuda") or "traced" (a traced estimate, CUDA assumed): a package feature
+    that does not exist there, a part an estimate leaves out. Records carry them in `notes`."""
 
     def parse_options(self, values: dict):
         """The options dataclass; an OptionError names any key or value it does not accept."""
         return parse_options(self.options, values)
+
+    def notes_for(self, where: str) -> list[str]:
+        """The method's notes for a run on device type `where`, or for "traced"; none by default."""
+        return list(self.notes(where)) if self.notes else []
 
     def rank_of(self, spec: RunSpec) -> int | None:
         """The rank the spec trains at, None for a full-rank method."""

@@ -11,6 +11,7 @@ import torch
 from core.spec import RunSpec, resolve_device
 from core.statuses import Status
 from meters.environment import environment
+from methods import METHODS
 from training.loop import NonFiniteLoss, divergence
 
 
@@ -36,7 +37,8 @@ def train_outcome(spec_json: dict, train_function, progress: bool, checkpoint_di
         metrics, memory = train_function(spec, progress=progress, checkpoint_dir=Path(checkpoint_dir))
         diverged = divergence(metrics)
         outcome.update(metrics=asdict(metrics), memory=asdict(memory),
-                       status=Status.DIVERGED if diverged else Status.OK, error=diverged)
+                       status=Status.DIVERGED if diverged else Status.OK, error=diverged,
+                       notes=METHODS[spec.method].notes_for(resolve_device(spec.device).type))
     except BaseException as error:  # noqa: BLE001 - every failure must become a record
         outcome.update(status=classify(error), error=f"{type(error).__name__}: {error}",
                        traceback=traceback.format_exc(limit=-8))

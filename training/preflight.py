@@ -5,7 +5,8 @@ modules that match nothing, an SVD rank above a weight's side, ...), found by pr
 method on a model on the meta device, which allocates no memory at any size. The spec's own
 fields were checked when it was built (core/spec.py); what depends on the launcher (CUDA on
 this machine, a Slurm client) its launcher checks. `harness.py run` and `harness.py estimate`
-both come through here, so an estimate refuses what a run refuses.
+both come through here, so an estimate refuses what a run refuses, but for a CUDA-only method on
+another device: estimates are traced as on CUDA.
 """
 
 import os
@@ -14,7 +15,7 @@ from dataclasses import fields
 import torch
 
 from core.plan import PlannedRun
-from core.spec import RunSpec
+from core.spec import RunSpec, resolve_device
 from methods import METHODS, prepare_training
 from workloads import WORKLOADS
 from workloads.sizes import model_config
@@ -80,6 +81,15 @@ def _check_timed_steps(spec: RunSpec):
                              f"timed (no tokens/s, no step times); accepted: 0 to {spec.steps - 1}")
 
 
+def _check_device(spec: RunSpec):
+    # A run only: a traced estimate assumes CUDA on fake CPU tensors, whatever its spec's device.
+    device = resolve_device(spec.device)
+    if METHODS[spec.method].cuda_only and device.type != "cuda":
+        raise PreflightError(f"method {spec.method} trains on CUDA devices only (it moves tensors between the GPU and "
+                             f"the host) and device = {spec.device!r} is {device.type} here; accepted: cuda, or auto "
+                             "on a machine with CUDA")
+
+
 def check_setting(spec: RunSpec):
     """PreflightError (or the options' own OptionError), in one line, for a spec whose method or
     model cannot be set up as asked; no data is read."""
@@ -119,5 +129,6 @@ def preflight(source: str, runs: list[PlannedRun]):
         try:
             _check_timed_steps(spec)
             check_run(spec)
+            _check_device(spec)
         except ValueError as error:
             raise PreflightError(f"{source}: {planned.label} on {spec.workload}-{spec.size}: {error}") from None

@@ -141,8 +141,8 @@ def run_one(planned: PlannedRun, suite_name: str, train_function, progress: bool
             "started_at": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
             "wall_s": time.time() - started,
             "world_size": planned.spec.world_size,
-            "notes": [set_aside] if set_aside else [],
             **outcome,
+            "notes": ([set_aside] if set_aside else []) + outcome.get("notes", []),
         }
     )
     if stopped_by is not None:
