@@ -18,17 +18,20 @@ from methods import (  # noqa: E402
     adam_mini,
     apollo,
     badam,
+    cpu_offload,
     fira,
     full,
     galore,
     layerwise,
     lisa,
+    lomo,
     lora,
     lora_variants,
     low_rank,
     q_galore,
     qlora,
     muon,
+    paged_adam8bit,
     relora,
     torchao_lowbit,
 )
@@ -63,6 +66,10 @@ METHODS = {
         muon.METHOD,
         lisa.METHOD,
         badam.METHOD,
+        lomo.LOMO,
+        lomo.ADALOMO,
+        paged_adam8bit.METHOD,
+        cpu_offload.METHOD,
     )
 }
 
