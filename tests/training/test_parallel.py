@@ -128,7 +128,7 @@ def assert_same_training(one: dict, two: dict, loss_tolerance: float, weight_tol
 
 
 TOLERANCES = {"galore8bit": (1e-3, 1e-3), "adam8bit": (1e-3, 1e-3), "galore8bit_layerwise": (1e-3, 1e-3),
-              "adam8bit_layerwise": (1e-3, 1e-3)}
+              "adam8bit_layerwise": (1e-3, 1e-3), "paged_adam8bit": (1e-3, 1e-3)}
 """8-bit moments: a gradient that differs in its last bits can land in the next quantization bucket."""
 TOLERANCES["q_galore"] = (1e-5, 3.0)
 """INT8 weights, compared as raw uint8 codes: a gradient that differs in its last bits (gloo sums in
@@ -159,6 +159,9 @@ gradients are near 0 (measured; losses 1.05e-5)."""
     ("galore8bit_layerwise", {"rank": 8, "update_proj_gap": 2}),
     ("q_galore", {"rank": 8, "update_proj_gap": 2}),
     ("muon", {}),
+    ("lomo", {}),
+    ("adalomo", {}),
+    ("paged_adam8bit", {}),
 ])
 def test_two_ranks_take_the_steps_of_one_process_with_the_same_global_batch(method, options, tmp_path):
     one = RunSpec(**TINY, method=method, method_options=options)
