@@ -23,7 +23,7 @@ What of lomo-optim 0.1.1 runs here, and what does not:
     layer-wise method.
   - Changed: the lr is read from the optimizer's param group (our schedule's) at each step, not
     passed to fused_backward; AdaLOMO's step count, which fused_backward advances, advances once
-    per optimizer step here. AdaLOMO is built with loss_scale 0 (no scaling): the package scales
+    per optimizer step here, and is kept in the param group, so that a checkpoint restores it. AdaLOMO is built with loss_scale 0 (no scaling): the package scales
     the loss by 2^10 in fused_backward and divides each gradient by it in the hook, and our
     loop's backward runs on the unscaled loss. Its moments, which the package allocates with
     .cuda(), are allocated on the parameter's device (the package cannot run on CPU otherwise),
@@ -88,8 +88,10 @@ class AdaLomoOfOne(AdaLomo):
         # The state may have been replaced by a checkpoint's: the package reads its own dicts.
         for name, moment in self.state[self.parameter].items():
             getattr(self, name)[NAME] = moment
-        self.lr = self.param_groups[0]["lr"]
-        self.step_num += 1
+        group = self.param_groups[0]
+        self.lr = group["lr"]
+        # Counted in the group, which checkpoints keep (the package's attribute they would not).
+        group["step_num"] = self.step_num = group.get("step_num", 0) + 1
         self.grad_func(None)
 
 

@@ -107,3 +107,25 @@ def test_gradient_clipping_across_layers_is_refused_in_one_line(method):
     with pytest.raises(ValueError, match=r"grad_clip = 1.0 cannot be honoured by layer-wise updates") as error:
         prepared(spec)
     assert "\n" not in str(error.value)
+
+
+def test_a_resumed_adalomo_run_reads_its_moments_from_the_checkpoint(tmp_path, monkeypatch, one_thread):
+    """Loading a checkpoint replaces the optimizer state's tensors; the package must update
+    those, not the zeros it allocated (its own dicts are pointed at the state each step)."""
+    import training.loop as train_module
+
+    spec = tiny_spec(method="adalomo", steps=6, checkpoint_every=2, grad_accum=2, lr=ADALOMO_LR, timing_warmup_steps=1)
+    whole, _ = train_module.train(spec, progress=False)
+    real_step = train_module.training_step
+
+    def stopped_in_step_3(spec, workload, training, batches, device, step, ranks=None):
+        if step == 3:
+            raise KeyboardInterrupt("stopped from outside")
+        return real_step(spec, workload, training, batches, device, step, ranks)
+
+    monkeypatch.setattr(train_module, "training_step", stopped_in_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        train_module.train(spec, progress=False, checkpoint_dir=tmp_path)
+    monkeypatch.undo()
+    resumed, _ = train_module.train(spec, progress=False, checkpoint_dir=tmp_path)
+    assert resumed.loss_curve == whole.loss_curve
