@@ -14,7 +14,7 @@ PACKAGE_LICENSES = {
     "torchao": "BSD-3-Clause",
     "fira": "Apache-2.0 (its package metadata; no license file shipped)",
     "badam": "Apache-2.0 (its LICENSE.txt; its PyPI classifier says MIT)",
-    "lomo-optim": "MIT (its package metadata's license text)",
+    "lomo-optim": "MIT",
 }
 """pip name -> license; tests/methods/test_licenses.py fails on a method package missing here."""
 
