@@ -63,6 +63,7 @@ PAPER_TABLE_11 = {
 #   peak_vs_adamw    training memory as a fraction of AdamW's: ours is our peak / full's
 #   state_vs_adamw   optimizer state as a fraction of AdamW's: ours is our state / full's
 #   state_vs_galore  optimizer state as a fraction of GaLore's: ours is our state / galore's
+#   weights_grads_state_gb  weights, gradients and optimizer state in GB: ours is theirs at our peak
 SUCCESSOR_CLAIMS = {
     "apollo": ("SGD-like optimizer memory (APOLLO, MLSys 2025)", "state_vs_adamw", None),
     "apollo_mini": ("7B under 12 GB with quantized weights (APOLLO README, Q-APOLLO-Mini)", "peak_gb", 12.0),
@@ -73,4 +74,11 @@ SUCCESSOR_CLAIMS = {
                           "peak_vs_adamw", 39.1 / 51.6),
     "torchao_adamw4bit": ("Llama2-7B, A100: ao 4-bit 33.2 GB vs fused AdamW 51.6 GB (torchao README)",
                           "peak_vs_adamw", 33.2 / 51.6),
+    # BAdam's 2M + 16M/D bytes with M = 6.74e9 (LLaMA-7B's parameters) and D = 32 blocks, one per layer.
+    "badam": ("Llama 2-7B in 2M + 16M/D bytes, D = 32 layer blocks (BAdam paper)", "weights_grads_state_gb",
+              (2 * 6.74e9 + 16 * 6.74e9 / 32) / 1e9),
+    "q_galore": ("LLaMA-7B pre-training in 15.26 GB, batch 16, activation checkpointing, per-layer updates "
+                 "(Q-GaLore README)", "peak_gb", 15.26),
+    "cpu_offload_adamw": ("ViT-giant: 9.82 GB to 5.24 GB with the optimizer on the host (torchao README)",
+                          "peak_vs_adamw", 5.24 / 9.82),
 }
