@@ -15,8 +15,12 @@ from dataclasses import replace
 from datetime import datetime, timezone
 
 import torch
-from torch._subclasses.fake_tensor import (DataDependentOutputException, FakeTensor, FakeTensorMode,
-                                          unset_fake_temporarily)
+from torch._subclasses.fake_tensor import (
+    DataDependentOutputException,
+    FakeTensor,
+    FakeTensorMode,
+    unset_fake_temporarily,
+)
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 from torch.utils._python_dispatch import TorchDispatchMode
 

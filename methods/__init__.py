@@ -28,10 +28,10 @@ from methods import (  # noqa: E402
     lora,
     lora_variants,
     low_rank,
-    q_galore,
-    qlora,
     muon,
     paged_adam8bit,
+    q_galore,
+    qlora,
     relora,
     torchao_lowbit,
 )

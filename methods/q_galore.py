@@ -44,7 +44,13 @@ import torch.distributed as dist
 
 from methods.base import Method, Training, projected_and_plain, warmup_cosine_schedule
 from methods.galore_adamw8bit import GaLoreAdamW8bit
-from methods.galore_projector import add_projected_back, check_projection_options, galore_rank, project, refresh_projector
+from methods.galore_projector import (
+    add_projected_back,
+    check_projection_options,
+    galore_rank,
+    project,
+    refresh_projector,
+)
 from methods.groupwise_quantization import dequantize, pack_int4, quantize, unpack_int4
 from methods.int8_linear import Int8Linear
 

@@ -4,8 +4,8 @@ import pytest
 
 from estimates.paper_numbers import SUCCESSOR_CLAIMS
 from estimates.successors_7b import REFERENCES, SUCCESSORS, _ours
-from methods import METHODS
 from meters.tracker import StepMemory
+from methods import METHODS
 
 
 def test_every_successor_and_claim_is_a_registered_method():

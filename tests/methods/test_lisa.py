@@ -4,8 +4,8 @@ optimizer state only for what trains."""
 import pytest
 
 from core.options import OptionError
-from methods import METHODS
 from meters.tracker import MemoryTracker
+from methods import METHODS
 from methods.blocks import repeated_layers
 from tests.conftest import tiny_spec
 from tests.methods.test_successors import FLOAT32_BYTES, assert_loss_falls, trained
