@@ -63,12 +63,15 @@ def run_check(out: Path, gpus: int, budget_s: float) -> int:
     (out / "logs").mkdir(parents=True)
     parts = gpu_check_plan(out)
     deadline = time.monotonic() + budget_s
-    progress, clean = [], True
+    progress, clean, carried_s = [], True, 0
     for part in parts:
         if gpus < part.min_gpus:
-            progress.append(f"- part {part.number}: skipped, it needs {part.min_gpus} GPUs and this host has {gpus}")
+            progress.append(f"- part {part.number}: skipped, it needs {part.min_gpus} GPUs and this host has {gpus}; "
+                            f"its {part.time_box_s} s go to the next part")
+            carried_s += part.time_box_s
             continue
-        part_deadline = min(time.monotonic() + part.time_box_s, deadline)
+        part_deadline = min(time.monotonic() + part.time_box_s + carried_s, deadline)
+        carried_s = 0
         for index, command in enumerate(part.commands, 1):
             box = min(command.time_box_s, part_deadline - time.monotonic())
             if box < SHORTEST_BOX_S:
