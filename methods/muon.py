@@ -18,8 +18,11 @@ from dataclasses import dataclass
 
 import torch
 
+from torch.optim._muon import _adjust_lr, _zeropower_via_newtonschulz
+
 from methods.base import Method, Training, adamw, warmup_cosine_schedule, weight_decay_groups
 from methods.blocks import hidden_matrices
+from methods.row_shards import is_sharded, local, own_rows, whole
 
 ADJUST_LR_FNS = ("match_rms_adamw", "original")
 
@@ -48,6 +51,36 @@ class MuonOptions:
                              f"{', '.join(ADJUST_LR_FNS)}")
         if self.lr is not None and not self.lr > 0:
             raise ValueError(f"options.lr must be > 0 or none, got {self.lr}")
+
+
+class RowShardedMuon(torch.optim.Muon):
+    """torch.optim.Muon for FSDP2's row-sharded weights (methods/row_shards.py). The momentum
+    buffer is elementwise, so each rank keeps and updates its own rows of it; Newton-Schulz
+    needs the whole matrix, so the update is gathered, orthogonalised whole, exactly as one
+    process does it, and each rank applies its own rows. The whole update lives only while
+    that one weight steps. On plain tensors this is torch's step."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        if not any(is_sharded(p) for group in self.param_groups for p in group["params"]):
+            return super().step(closure)
+        # Muon's _single_tensor_muon, with the gather around the orthogonalisation.
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = local(p.grad)
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(p.grad)
+                buffer = local(state["momentum_buffer"])
+                buffer.lerp_(grad, 1 - group["momentum"])
+                update = grad.lerp(buffer, group["momentum"]) if group["nesterov"] else buffer
+                orthogonal = _zeropower_via_newtonschulz(whole(update, p), group["ns_coefficients"],
+                                                         group["ns_steps"], group["eps"])
+                weight = local(p)
+                weight.mul_(1 - group["lr"] * group["weight_decay"])
+                weight.add_(own_rows(orthogonal, p), alpha=-_adjust_lr(group["lr"], group["adjust_lr_fn"], p.shape))
 
 
 class _StateOf(Mapping):
@@ -107,7 +140,7 @@ def prepare(model, spec, options: MuonOptions, workload) -> Training:
     hidden = [p for p in hidden_matrices(model) if p.requires_grad]
     hidden_ids = {id(p) for p in hidden}
     rest = [p for p in model.parameters() if p.requires_grad and id(p) not in hidden_ids]
-    muon = torch.optim.Muon(
+    muon = RowShardedMuon(
         hidden,
         lr=options.lr or spec.lr,
         weight_decay=spec.weight_decay,
@@ -121,4 +154,4 @@ def prepare(model, spec, options: MuonOptions, workload) -> Training:
 
 
 METHOD = Method("muon", prepare, MuonOptions,
-                "Muon (torch.optim.Muon) on the hidden 2-D weights, AdamW on embeddings, head, norms, biases")
+                "Muon (torch.optim.Muon) on the hidden 2-D weights, AdamW on embeddings, head, norms, biases", fsdp2=True)

@@ -27,7 +27,7 @@ How the model is held:
     gradient is alive at a time. The price is no overlap of communication with the backward.
   - sharding "fsdp2": torch.distributed.fsdp.fully_shard on every decoder (or encoder) block
     and on the root; each rank holds a shard of every weight, gradient and optimizer state.
-    Methods opt in (Method.fsdp2): full, adam8bit and lora. bitsandbytes' 8-bit step takes
+    Methods opt in (Method.fsdp2): full, adam8bit, lora and muon. bitsandbytes' 8-bit step takes
     plain tensors, not DTensors (see _step_on_local_shards); GaLore would need each rank's slice
     of a projector computed from the full gradient (see README).
 """

@@ -194,7 +194,8 @@ def test_ddp_all_reduces_once_per_step_whatever_the_accumulation(tmp_path):
 
 
 @pytest.mark.parametrize("method, options", [("full", {}), ("adam8bit", {}), ("lora", {"dropout": 0.0}),
-                                             ("dora", {"dropout": 0.0}), ("pissa", {"dropout": 0.0})])
+                                             ("dora", {"dropout": 0.0}), ("pissa", {"dropout": 0.0}),
+                                             ("muon", {})])
 def test_fsdp2_matches_the_unsharded_run_and_holds_half_the_weights(method, options, tmp_path):
     one = RunSpec(**TINY, method=method, method_options=options)
     reference = train_on_ranks(one, 1, tmp_path)

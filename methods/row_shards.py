@@ -1,0 +1,37 @@
+"""Whole matrices from FSDP2's row shards, for the optimizers that need one now and then.
+
+Under sharding = "fsdp2" each parameter and its gradient is a DTensor whose local tensor holds
+a block of its rows (Shard(0)). Muon's Newton-Schulz and GaLore's SVD need the whole matrix:
+they gather it (whole), compute on it, and keep the rows this rank holds (own_rows); everything
+else works on the local block (local). On a plain tensor, as without FSDP2, each function hands
+back what it is given, so an optimizer has one code path for both.
+"""
+
+import torch
+from torch.distributed.tensor import DTensor, distribute_tensor
+
+
+def is_sharded(tensor: torch.Tensor) -> bool:
+    return isinstance(tensor, DTensor)
+
+
+def local(tensor: torch.Tensor) -> torch.Tensor:
+    """This rank's block of rows (a view, so in-place updates reach the DTensor)."""
+    return tensor.to_local() if is_sharded(tensor) else tensor
+
+
+def whole(block: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """The whole matrix of which `block` is this rank's rows, laid out as `like` (the parameter):
+    an all-gather under FSDP2; `block` itself otherwise."""
+    if not is_sharded(like):
+        return block
+    sharded = DTensor.from_local(block, like.device_mesh, like.placements, shape=like.shape, stride=like.stride())
+    return sharded.full_tensor()
+
+
+def own_rows(matrix: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """The rows of a whole matrix that this rank holds of `like`, cut as FSDP2 cuts `like`
+    (src_data_rank=None: every rank already has the matrix, so nothing is sent)."""
+    if not is_sharded(like):
+        return matrix
+    return distribute_tensor(matrix, like.device_mesh, like.placements, src_data_rank=None).to_local()
