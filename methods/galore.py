@@ -94,7 +94,7 @@ def prepare_reference(model, spec, options, workload) -> Training:
 
 
 GALORE = Method("galore", _one_optimizer(GaLoreAdamW), GaLoreOptions, "GaLore AdamW (low-rank projected moments)", svd_rank=True,
-                rank=galore_rank)
+                fsdp2=True, rank=galore_rank)
 GALORE_8BIT = Method(
     "galore8bit", _one_optimizer(GaLoreAdamW8bit), GaLoreOptions, "GaLore with bitsandbytes 8-bit moments", svd_rank=True,
     packages=("bitsandbytes",), rank=galore_rank,

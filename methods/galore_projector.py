@@ -4,12 +4,20 @@ A weight gradient G (m x n) is projected to a low-rank R by the top-r singular v
 on the right R = G Qᵀ with Q = Vh[:r] (r x n), on the left R = Pᵀ G with P = U[:, :r]
 (m x r), or on both sides. The matrices live in the parameter's optimizer state under
 "projector_left" (P) and "projector_right" (Q), so state_dict() holds tensors only.
+
+Under FSDP2 the gradient and the weight are row shards (DTensors, methods/row_shards.py): the
+whole gradient is gathered only at a refresh, for its SVD (every rank computes the same one from
+the same gathered bits); each rank keeps its rows of P (m x r, sharded as the weight) and the
+whole Q (r x n). Between refreshes each rank projects its own rows: G_i Qᵀ is its rows of R, and
+Pᵀ G = Σ_i P_iᵀ G_i is summed over the ranks (an r x n all-reduce), so R of a left projection,
+and its moments, are whole on every rank. The update goes back into each rank's rows locally.
 """
 
 import math
 
 import torch
 
+from methods.row_shards import is_sharded, local, own_rows, summed
 from workloads.sizes import size_default
 
 PROJ_TYPES = ("std", "reverse_std", "left", "right", "full")
@@ -77,7 +85,8 @@ def project(state: dict, grad: torch.Tensor) -> torch.Tensor:
 
 def add_projected_back(parameter: torch.Tensor, state: dict, low_rank_update: torch.Tensor, alpha: float):
     """parameter += alpha * back(low_rank_update), with the last product accumulated into the
-    parameter (addmm_) so no full-size temporary is allocated."""
+    parameter (addmm_) so no full-size temporary is allocated. Under FSDP2 into this rank's rows."""
+    parameter = local(parameter)
     left, right = state.get("projector_left"), state.get("projector_right")
     if left is not None and right is not None:
         parameter.addmm_(left @ low_rank_update, right, alpha=alpha)
@@ -89,7 +98,11 @@ def add_projected_back(parameter: torch.Tensor, state: dict, low_rank_update: to
 
 def low_rank_gradient(state: dict, grad: torch.Tensor, step: int, group: dict) -> torch.Tensor:
     """Project a gradient with the group's GaLore settings, refreshing the projector at steps
-    0, T, 2T, ... (step counts the parameter's earlier updates)."""
+    0, T, 2T, ... (step counts the parameter's earlier updates). Under FSDP2 (grad a DTensor)
+    as the module docstring says."""
     if step % group["update_proj_gap"] == 0:
-        refresh_projector(state, grad, group["rank"], group["proj_type"])
-    return project(state, grad)
+        refresh_projector(state, grad.full_tensor() if is_sharded(grad) else grad, group["rank"], group["proj_type"])
+        if "projector_left" in state:
+            state["projector_left"] = own_rows(state["projector_left"], grad)
+    low_rank = project(state, local(grad))
+    return summed(low_rank, grad) if "projector_left" in state else low_rank

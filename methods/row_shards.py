@@ -3,12 +3,13 @@
 Under sharding = "fsdp2" each parameter and its gradient is a DTensor whose local tensor holds
 a block of its rows (Shard(0)). Muon's Newton-Schulz and GaLore's SVD need the whole matrix:
 they gather it (whole), compute on it, and keep the rows this rank holds (own_rows); everything
-else works on the local block (local). On a plain tensor, as without FSDP2, each function hands
+else works on the local block (local), and a product over the rows (GaLore's Pᵀ G) adds up every
+rank's term (summed). On a plain tensor, as without FSDP2, each function hands
 back what it is given, so an optimizer has one code path for both.
 """
 
 import torch
-from torch.distributed.tensor import DTensor, distribute_tensor
+from torch.distributed.tensor import DTensor, Partial, distribute_tensor
 
 
 def is_sharded(tensor: torch.Tensor) -> bool:
@@ -34,4 +35,13 @@ def own_rows(matrix: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     (src_data_rank=None: every rank already has the matrix, so nothing is sent)."""
     if not is_sharded(like):
         return matrix
-    return distribute_tensor(matrix, like.device_mesh, like.placements, src_data_rank=None).to_local()
+    rows = distribute_tensor(matrix, like.device_mesh, like.placements, src_data_rank=None).to_local()
+    return rows.clone()  # a view would keep the whole matrix alive
+
+
+def summed(partial: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """The sum over the ranks of `partial` (each rank's term computed from its rows of `like`),
+    on every rank: an all-reduce under FSDP2; `partial` itself otherwise."""
+    if not is_sharded(like):
+        return partial
+    return DTensor.from_local(partial, like.device_mesh, [Partial()] * like.device_mesh.ndim).full_tensor()

@@ -193,17 +193,31 @@ def test_ddp_all_reduces_once_per_step_whatever_the_accumulation(tmp_path):
     assert on_two["all_reduces"] == unaccumulated["all_reduces"] >= TINY["steps"]
 
 
+FSDP2_STATE_SHARE = {"galore": 0.55}
+"""The share of the unsharded run's optimizer state one rank may hold under FSDP2 on 2 ranks,
+where it is not half: GaLore's projectors and the low-rank moments of its left projections are
+whole on every rank (methods/galore_projector.py)."""
+
+
 @pytest.mark.parametrize("method, options", [("full", {}), ("adam8bit", {}), ("lora", {"dropout": 0.0}),
                                              ("dora", {"dropout": 0.0}), ("pissa", {"dropout": 0.0}),
-                                             ("muon", {})])
+                                             ("muon", {}),
+                                             # Rank 4: at ranks 8 and 16 LAPACK gives some singular
+                                             # vectors the other sign at the second refresh, from
+                                             # gradients that differ in their last bits, and the
+                                             # moments GaLore carries across refreshes turn that into
+                                             # 5e-4 in the weights (losses within 3e-5).
+                                             ("galore", {"rank": 4, "update_proj_gap": 2})])
 def test_fsdp2_matches_the_unsharded_run_and_holds_half_the_weights(method, options, tmp_path):
     one = RunSpec(**TINY, method=method, method_options=options)
     reference = train_on_ranks(one, 1, tmp_path)
     sharded = train_on_ranks(replace(one, nproc=2, sharding="fsdp2"), 2, tmp_path)
     assert_same_training(reference, sharded, *TOLERANCES.get(method, (1e-5, 1e-5)))
-    # Each rank holds a shard: half the trainable weights and half the optimizer state.
-    for figure in ("trainable_weight_bytes", "optimizer_state_bytes"):
-        assert sharded["memory"][figure] <= reference["memory"][figure] / 2 + 4096, figure
+    # Each rank holds a shard: half the trainable weights and half the optimizer state (or
+    # FSDP2_STATE_SHARE of it).
+    assert sharded["memory"]["trainable_weight_bytes"] <= reference["memory"]["trainable_weight_bytes"] / 2 + 4096
+    state_share = FSDP2_STATE_SHARE.get(method, 0.5)
+    assert sharded["memory"]["optimizer_state_bytes"] <= reference["memory"]["optimizer_state_bytes"] * state_share + 4096
 
 
 REFUSED = """
@@ -223,7 +237,6 @@ REFUSED = """
 
 
 @pytest.mark.parametrize("method, line, method_line, expected", [
-    ("galore", 'sharding = "fsdp2"', "", 'method galore does not train under sharding = "fsdp2"'),
     ("galore8bit", 'sharding = "fsdp2"', "", 'method galore8bit does not train under sharding = "fsdp2"'),
     ("galore_layerwise", 'sharding = "fsdp2"', "", 'method galore_layerwise does not train under sharding = "fsdp2"'),
     ("full", "batch_size = 3", "", "batch_size = 3 must be a multiple of the world size nproc x nnodes = 2"),
