@@ -97,7 +97,7 @@ GALORE = Method("galore", _one_optimizer(GaLoreAdamW), GaLoreOptions, "GaLore Ad
                 fsdp2=True, rank=galore_rank)
 GALORE_8BIT = Method(
     "galore8bit", _one_optimizer(GaLoreAdamW8bit), GaLoreOptions, "GaLore with bitsandbytes 8-bit moments", svd_rank=True,
-    packages=("bitsandbytes",), rank=galore_rank,
+    fsdp2=True, packages=("bitsandbytes",), rank=galore_rank,
 )
 GALORE_LAYERWISE = Method(
     "galore_layerwise", _layerwise(GaLoreAdamW), GaLoreOptions, "GaLore AdamW, layer-wise updates", svd_rank=True, rank=galore_rank

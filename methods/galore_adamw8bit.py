@@ -13,6 +13,7 @@ import torch
 from methods.base import bitsandbytes
 from methods.galore_adamw import GaLoreAdamW
 from methods.galore_projector import add_projected_back, low_rank_gradient
+from methods.row_shards import local
 
 BLOCK_SIZE = 256
 """Elements per absmax scale in bitsandbytes' blockwise optimizer kernels."""
@@ -49,15 +50,19 @@ class GaLoreAdamW8bit(GaLoreAdamW):
         state = self.state[p]
         step = state.get("step", 0)
         if "rank" not in group:
+            # bitsandbytes' kernels take plain tensors: under FSDP2 this rank's shard (a view).
             if step == 0:
-                self._init_moments(state, p.grad)
+                self._init_moments(state, local(p.grad), whole_numel=p.numel())
             state["step"] = step + 1
-            self._adam_kernel(group, state, p.grad, p, group["weight_decay"])
+            self._adam_kernel(group, state, local(p.grad), local(p), group["weight_decay"])
             return
 
         grad = low_rank_gradient(state, p.grad, step, group)
         if step == 0:
-            self._init_moments(state, grad)
+            # Under FSDP2 the low-rank gradient of a projection on the right holds this rank's
+            # rows of the weight; 8-bit or not still follows the whole one's size.
+            whole_rows = grad.shape[0] if "projector_left" in state else p.shape[0]
+            self._init_moments(state, grad, whole_numel=whole_rows * grad.shape[1])
         state["step"] = step + 1
         low_rank_step = torch.zeros_like(grad)
         self._adam_kernel(group, state, grad, low_rank_step, weight_decay=0.0)
@@ -66,8 +71,10 @@ class GaLoreAdamW8bit(GaLoreAdamW):
         if group["weight_decay"] > 0.0:
             p.mul_(1.0 - group["lr"] * group["weight_decay"])
 
-    def _init_moments(self, state: dict, like: torch.Tensor):
-        if like.numel() < self.min_8bit_size:
+    def _init_moments(self, state: dict, like: torch.Tensor, whole_numel: int):
+        """Moments shaped as `like`; 8-bit if the whole tensor they are for (`like`, or under
+        FSDP2 the one `like` is this rank's shard of) has min_8bit_size elements."""
+        if whole_numel < self.min_8bit_size:
             state["state1"] = torch.zeros_like(like, dtype=torch.float32)
             state["state2"] = torch.zeros_like(like, dtype=torch.float32)
             return

@@ -129,7 +129,7 @@ class QGaLoreAdamW8bit(GaLoreAdamW8bit):
         projector = _dequantized_projector(state, grad.dtype, group["projector_group_size"])
         low_rank_grad = project(projector, grad)
         if step == 0:
-            self._init_moments(state, low_rank_grad)
+            self._init_moments(state, low_rank_grad, whole_numel=low_rank_grad.numel())
         state["step"] = step + 1
         low_rank_step = torch.zeros_like(low_rank_grad)
         self._adam_kernel(group, state, low_rank_grad, low_rank_step, weight_decay=0.0)

@@ -193,7 +193,7 @@ def test_ddp_all_reduces_once_per_step_whatever_the_accumulation(tmp_path):
     assert on_two["all_reduces"] == unaccumulated["all_reduces"] >= TINY["steps"]
 
 
-FSDP2_STATE_SHARE = {"galore": 0.55}
+FSDP2_STATE_SHARE = {"galore": 0.55, "galore8bit": 0.55}
 """The share of the unsharded run's optimizer state one rank may hold under FSDP2 on 2 ranks,
 where it is not half: GaLore's projectors and the low-rank moments of its left projections are
 whole on every rank (methods/galore_projector.py)."""
@@ -207,7 +207,8 @@ whole on every rank (methods/galore_projector.py)."""
                                              # gradients that differ in their last bits, and the
                                              # moments GaLore carries across refreshes turn that into
                                              # 5e-4 in the weights (losses within 3e-5).
-                                             ("galore", {"rank": 4, "update_proj_gap": 2})])
+                                             ("galore", {"rank": 4, "update_proj_gap": 2}),
+                                             ("galore8bit", {"rank": 4, "update_proj_gap": 2})])
 def test_fsdp2_matches_the_unsharded_run_and_holds_half_the_weights(method, options, tmp_path):
     one = RunSpec(**TINY, method=method, method_options=options)
     reference = train_on_ranks(one, 1, tmp_path)
@@ -237,7 +238,6 @@ REFUSED = """
 
 
 @pytest.mark.parametrize("method, line, method_line, expected", [
-    ("galore8bit", 'sharding = "fsdp2"', "", 'method galore8bit does not train under sharding = "fsdp2"'),
     ("galore_layerwise", 'sharding = "fsdp2"', "", 'method galore_layerwise does not train under sharding = "fsdp2"'),
     ("full", "batch_size = 3", "", "batch_size = 3 must be a multiple of the world size nproc x nnodes = 2"),
     ("full", "nnodes = 2", "", "nnodes = 2 needs rdzv_endpoint"),
