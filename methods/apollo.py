@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 from apollo_torch import APOLLOAdamW
+from torch.distributed.tensor.experimental import implicit_replication
 
 from methods.base import (
     Method,
@@ -95,9 +96,22 @@ def param_groups(model, spec, options: ApolloOptions, workload) -> list[dict]:
     return [{"params": plain}, {"params": projected, **settings}]
 
 
+class ShardableAPOLLOAdamW(APOLLOAdamW):
+    """APOLLOAdamW that also steps FSDP2's row-sharded (DTensor) weights. Its step mixes them with
+    plain tensors (the seeded projection it draws, of the whole weight's shape since DTensors
+    report that shape), which DTensor refuses unless told to treat plain tensors as replicated,
+    the same on every rank, as these are (same seed). DTensor then works out each product's
+    placement: G Qᵀ stays row-sharded; Pᵀ G and the norms of the scaling factors are reduced over
+    the ranks. No SVD, so no step gathers the whole gradient on purpose."""
+
+    def step(self, closure=None):
+        with implicit_replication():
+            return super().step(closure)
+
+
 def prepare(model, spec, options: ApolloOptions, workload) -> Training:
     weight_decay = projection_weight_decay(spec, HF_WEIGHT_DECAY)
-    optimizer = APOLLOAdamW(param_groups(model, spec, options, workload), lr=spec.lr, weight_decay=weight_decay)
+    optimizer = ShardableAPOLLOAdamW(param_groups(model, spec, options, workload), lr=spec.lr, weight_decay=weight_decay)
     return Training(model=model, optimizer=optimizer, scheduler=warmup_cosine_schedule(optimizer, spec))
 
 
@@ -115,9 +129,9 @@ def prepare_layerwise(model, spec, options: ApolloOptions, workload) -> Training
 
 
 APOLLO = Method("apollo", prepare, ApolloOptions, "APOLLO (apollo-torch): channel-wise scaled updates from random-projected moments",
-                packages=PACKAGES, rank=options_rank)
+                fsdp2=True, packages=PACKAGES, rank=options_rank)
 APOLLO_MINI = Method("apollo_mini", prepare, ApolloMiniOptions, "APOLLO-Mini (apollo-torch): rank 1, tensor-wise scaling",
-                     packages=PACKAGES, rank=options_rank)
+                     fsdp2=True, packages=PACKAGES, rank=options_rank)
 APOLLO_LAYERWISE = Method(
     "apollo_layerwise", prepare_layerwise, ApolloOptions, "APOLLO (apollo-torch), layer-wise updates", packages=PACKAGES,
     rank=options_rank,

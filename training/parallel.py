@@ -113,8 +113,8 @@ def _sync_on_last(model: DistributedDataParallel, before_micro_batch):
 
 def _fully_shard(training):
     """FSDP2 on each transformer block and the root. fully_shard puts new (DTensor) parameters on
-    the modules, so the optimizer, built by the method before, is pointed at them; it has no
-    state yet."""
+    the modules, so the optimizer, built by the method before, is pointed at them, and what state
+    it already keeps per parameter (APOLLO's projection seeds) moves with them."""
     model = training.model
     before = dict(model.named_parameters())
     # transformers names the blocks that must not be split across devices: the sharding unit.
@@ -125,6 +125,9 @@ def _fully_shard(training):
     after = dict(model.named_parameters())
     sharded_of = {id(before[name]): after[name] for name in before}
     for group in training.optimizer.param_groups:
+        for p in group["params"]:
+            if p in training.optimizer.state:
+                training.optimizer.state[sharded_of[id(p)]] = training.optimizer.state.pop(p)
         group["params"] = [sharded_of[id(p)] for p in group["params"]]
     if type(training.optimizer).__module__.startswith("bitsandbytes"):
         _step_on_local_shards(training.optimizer)

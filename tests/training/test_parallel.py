@@ -193,10 +193,10 @@ def test_ddp_all_reduces_once_per_step_whatever_the_accumulation(tmp_path):
     assert on_two["all_reduces"] == unaccumulated["all_reduces"] >= TINY["steps"]
 
 
-FSDP2_STATE_SHARE = {"galore": 0.55, "galore8bit": 0.55}
+FSDP2_STATE_SHARE = {"galore": 0.55, "galore8bit": 0.55, "apollo": 0.55, "apollo_mini": 0.55}
 """The share of the unsharded run's optimizer state one rank may hold under FSDP2 on 2 ranks,
-where it is not half: GaLore's projectors and the low-rank moments of its left projections are
-whole on every rank (methods/galore_projector.py)."""
+where it is not half: the projectors of GaLore and APOLLO and the low-rank moments of their
+left projections are whole on every rank (methods/galore_projector.py, methods/apollo.py)."""
 
 
 @pytest.mark.parametrize("method, options", [("full", {}), ("adam8bit", {}), ("lora", {"dropout": 0.0}),
@@ -208,7 +208,9 @@ whole on every rank (methods/galore_projector.py)."""
                                              # moments GaLore carries across refreshes turn that into
                                              # 5e-4 in the weights (losses within 3e-5).
                                              ("galore", {"rank": 4, "update_proj_gap": 2}),
-                                             ("galore8bit", {"rank": 4, "update_proj_gap": 2})])
+                                             ("galore8bit", {"rank": 4, "update_proj_gap": 2}),
+                                             ("apollo", {"rank": 4, "update_proj_gap": 2}),
+                                             ("apollo_mini", {"update_proj_gap": 2})])
 def test_fsdp2_matches_the_unsharded_run_and_holds_half_the_weights(method, options, tmp_path):
     one = RunSpec(**TINY, method=method, method_options=options)
     reference = train_on_ranks(one, 1, tmp_path)
