@@ -27,9 +27,10 @@ How the model is held:
     gradient is alive at a time. The price is no overlap of communication with the backward.
   - sharding "fsdp2": torch.distributed.fsdp.fully_shard on every decoder (or encoder) block
     and on the root; each rank holds a shard of every weight, gradient and optimizer state.
-    Methods opt in (Method.fsdp2): full, adam8bit, lora and muon. bitsandbytes' 8-bit step takes
-    plain tensors, not DTensors (see _step_on_local_shards); GaLore would need each rank's slice
-    of a projector computed from the full gradient (see README).
+    Methods opt in (Method.fsdp2; the README's methods table lists them). bitsandbytes' 8-bit
+    step takes plain tensors, not DTensors (see _step_on_local_shards). Muon and GaLore gather a
+    whole matrix only where they need one (Newton-Schulz, the projector's SVD) and keep their
+    state as row shards (methods/row_shards.py).
 """
 
 import os
