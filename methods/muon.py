@@ -64,23 +64,30 @@ class RowShardedMuon(torch.optim.Muon):
     def step(self, closure=None):
         if not any(is_sharded(p) for group in self.param_groups for p in group["params"]):
             return super().step(closure)
-        # Muon's _single_tensor_muon, with the gather around the orthogonalisation.
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
         for group in self.param_groups:
             for p in group["params"]:
-                if p.grad is None:
-                    continue
-                grad = local(p.grad)
-                state = self.state[p]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.zeros_like(p.grad)
-                buffer = local(state["momentum_buffer"])
-                buffer.lerp_(grad, 1 - group["momentum"])
-                update = grad.lerp(buffer, group["momentum"]) if group["nesterov"] else buffer
-                orthogonal = _zeropower_via_newtonschulz(whole(update, p), group["ns_coefficients"],
-                                                         group["ns_steps"], group["eps"])
-                weight = local(p)
-                weight.mul_(1 - group["lr"] * group["weight_decay"])
-                weight.add_(own_rows(orthogonal, p), alpha=-_adjust_lr(group["lr"], group["adjust_lr_fn"], p.shape))
+                if p.grad is not None:
+                    self._step_row_shard(group, p)
+        return loss
+
+    def _step_row_shard(self, group: dict, p: torch.Tensor):
+        """torch's _single_tensor_muon for one weight, with the gather around Newton-Schulz."""
+        grad = local(p.grad)
+        state = self.state[p]
+        if "momentum_buffer" not in state:
+            state["momentum_buffer"] = torch.zeros_like(p.grad)
+        buffer = local(state["momentum_buffer"])
+        buffer.lerp_(grad, 1 - group["momentum"])
+        update = grad.lerp(buffer, group["momentum"]) if group["nesterov"] else buffer
+        orthogonal = _zeropower_via_newtonschulz(whole(update, p), group["ns_coefficients"], group["ns_steps"],
+                                                 group["eps"])
+        weight = local(p)
+        weight.mul_(1 - group["lr"] * group["weight_decay"])
+        weight.add_(own_rows(orthogonal, p), alpha=-_adjust_lr(group["lr"], group["adjust_lr_fn"], p.shape))
 
 
 class _StateOf(Mapping):
