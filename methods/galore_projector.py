@@ -7,8 +7,9 @@ on the right R = G Qᵀ with Q = Vh[:r] (r x n), on the left R = Pᵀ G with P =
 
 Under FSDP2 the gradient and the weight are row shards (DTensors, methods/row_shards.py): the
 whole gradient is gathered only at a refresh, for its SVD (every rank computes the same one from
-the same gathered bits); each rank keeps its rows of P (m x r, sharded as the weight) and the
-whole Q (r x n). Between refreshes each rank projects its own rows: G_i Qᵀ is its rows of R, and
+the same gathered bits); each rank keeps its rows of P (m x r, sharded as the weight) and its
+rows of Q (r x n, a DTensor), which is gathered whole for each use, as FSDP2 gathers weights.
+Between refreshes each rank projects its own rows: G_i Qᵀ is its rows of R, and
 Pᵀ G = Σ_i P_iᵀ G_i is summed over the ranks (an r x n all-reduce), so R of a left projection,
 and its moments, are whole on every rank. The update goes back into each rank's rows locally.
 """
@@ -17,7 +18,7 @@ import math
 
 import torch
 
-from methods.row_shards import is_sharded, local, own_rows, summed
+from methods.row_shards import is_sharded, local, own_rows, sharded_rows, summed, whole_of
 from workloads.sizes import size_default
 
 PROJ_TYPES = ("std", "reverse_std", "left", "right", "full")
@@ -79,7 +80,7 @@ def project(state: dict, grad: torch.Tensor) -> torch.Tensor:
     if "projector_left" in state:
         low_rank = state["projector_left"].T @ low_rank
     if "projector_right" in state:
-        low_rank = low_rank @ state["projector_right"].T
+        low_rank = low_rank @ whole_of(state["projector_right"]).T
     return low_rank
 
 
@@ -88,6 +89,7 @@ def add_projected_back(parameter: torch.Tensor, state: dict, low_rank_update: to
     parameter (addmm_) so no full-size temporary is allocated. Under FSDP2 into this rank's rows."""
     parameter = local(parameter)
     left, right = state.get("projector_left"), state.get("projector_right")
+    right = None if right is None else whole_of(right)
     if left is not None and right is not None:
         parameter.addmm_(left @ low_rank_update, right, alpha=alpha)
     elif left is not None:
@@ -104,5 +106,7 @@ def low_rank_gradient(state: dict, grad: torch.Tensor, step: int, group: dict) -
         refresh_projector(state, grad.full_tensor() if is_sharded(grad) else grad, group["rank"], group["proj_type"])
         if "projector_left" in state:
             state["projector_left"] = own_rows(state["projector_left"], grad)
+        if "projector_right" in state:
+            state["projector_right"] = sharded_rows(state["projector_right"], grad)
     low_rank = project(state, local(grad))
     return summed(low_rank, grad) if "projector_left" in state else low_rank

@@ -39,6 +39,20 @@ def own_rows(matrix: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return rows.clone()  # a view would keep the whole matrix alive
 
 
+def sharded_rows(matrix: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A whole matrix every rank has, kept from now on as a DTensor of which each rank holds only
+    its block of rows, cut as `like` is (`whole_of` gathers it back); `matrix` itself otherwise."""
+    if not is_sharded(like):
+        return matrix
+    rows = own_rows(matrix, like)
+    return DTensor.from_local(rows, like.device_mesh, like.placements, shape=matrix.shape, stride=matrix.stride())
+
+
+def whole_of(tensor: torch.Tensor) -> torch.Tensor:
+    """The whole of a DTensor (an all-gather); a plain tensor as it is."""
+    return tensor.full_tensor() if is_sharded(tensor) else tensor
+
+
 def summed(partial: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """The sum over the ranks of `partial` (each rank's term computed from its rows of `like`),
     on every rank: an all-reduce under FSDP2; `partial` itself otherwise."""

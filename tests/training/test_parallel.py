@@ -195,8 +195,8 @@ def test_ddp_all_reduces_once_per_step_whatever_the_accumulation(tmp_path):
 
 FSDP2_STATE_SHARE = {"galore": 0.55, "galore8bit": 0.55, "apollo": 0.55, "apollo_mini": 0.55}
 """The share of the unsharded run's optimizer state one rank may hold under FSDP2 on 2 ranks,
-where it is not half: the projectors of GaLore and APOLLO and the low-rank moments of their
-left projections are whole on every rank (methods/galore_projector.py, methods/apollo.py)."""
+where it is not half: the low-rank moments of left projections (GaLore, APOLLO) and APOLLO's
+projections are whole on every rank (methods/galore_projector.py, methods/apollo.py)."""
 
 
 @pytest.mark.parametrize("method, options", [("full", {}), ("adam8bit", {}), ("lora", {"dropout": 0.0}),
