@@ -12,7 +12,7 @@ import torch
 
 from methods.base import bitsandbytes
 from methods.galore_adamw import GaLoreAdamW
-from methods.galore_projector import add_projected_back, low_rank_gradient
+from methods.galore_projector import add_projected_back, low_rank_gradient, low_rank_shape
 from methods.row_shards import local
 
 BLOCK_SIZE = 256
@@ -59,10 +59,10 @@ class GaLoreAdamW8bit(GaLoreAdamW):
 
         grad = low_rank_gradient(state, p.grad, step, group)
         if step == 0:
-            # Under FSDP2 the low-rank gradient of a projection on the right holds this rank's
-            # rows of the weight; 8-bit or not still follows the whole one's size.
-            whole_rows = grad.shape[0] if "projector_left" in state else p.shape[0]
-            self._init_moments(state, grad, whole_numel=whole_rows * grad.shape[1])
+            # Under FSDP2 this rank holds a block of the low-rank gradient; 8-bit or not still
+            # follows the whole one's size.
+            rows, columns = low_rank_shape(state, p.shape)
+            self._init_moments(state, grad, whole_numel=rows * columns)
         state["step"] = step + 1
         low_rank_step = torch.zeros_like(grad)
         self._adam_kernel(group, state, grad, low_rank_step, weight_decay=0.0)

@@ -9,16 +9,25 @@ Under FSDP2 the gradient and the weight are row shards (DTensors, methods/row_sh
 whole gradient is gathered only at a refresh, for its SVD (every rank computes the same one from
 the same gathered bits); each rank keeps its rows of P (m x r, sharded as the weight) and its
 rows of Q (r x n, a DTensor), which is gathered whole for each use, as FSDP2 gathers weights.
-Between refreshes each rank projects its own rows: G_i Qᵀ is its rows of R, and
-Pᵀ G = Σ_i P_iᵀ G_i is summed over the ranks (an r x n all-reduce), so R of a left projection,
-and its moments, are whole on every rank. The update goes back into each rank's rows locally.
+Between refreshes each rank projects its own rows: G_i Qᵀ is its rows of R, and of
+Pᵀ G = Σ_i P_iᵀ G_i (a reduce-scatter) it keeps a block of columns, so every low-rank gradient,
+and its moments, is sharded. The low-rank update of a left projection is gathered (r x n) before
+it goes back into each rank's rows.
 """
 
 import math
 
 import torch
 
-from methods.row_shards import is_sharded, local, own_rows, sharded_rows, summed, whole_of
+from methods.row_shards import (
+    is_sharded,
+    local,
+    own_columns_of_sum,
+    own_rows,
+    sharded_rows,
+    whole_from_columns,
+    whole_of,
+)
 from workloads.sizes import size_default
 
 PROJ_TYPES = ("std", "reverse_std", "left", "right", "full")
@@ -87,8 +96,10 @@ def project(state: dict, grad: torch.Tensor) -> torch.Tensor:
 def add_projected_back(parameter: torch.Tensor, state: dict, low_rank_update: torch.Tensor, alpha: float):
     """parameter += alpha * back(low_rank_update), with the last product accumulated into the
     parameter (addmm_) so no full-size temporary is allocated. Under FSDP2 into this rank's rows."""
-    parameter = local(parameter)
     left, right = state.get("projector_left"), state.get("projector_right")
+    if left is not None:
+        low_rank_update = whole_from_columns(low_rank_update, low_rank_shape(state, parameter.shape)[1], parameter)
+    parameter = local(parameter)
     right = None if right is None else whole_of(right)
     if left is not None and right is not None:
         parameter.addmm_(left @ low_rank_update, right, alpha=alpha)
@@ -109,4 +120,12 @@ def low_rank_gradient(state: dict, grad: torch.Tensor, step: int, group: dict) -
         if "projector_right" in state:
             state["projector_right"] = sharded_rows(state["projector_right"], grad)
     low_rank = project(state, local(grad))
-    return summed(low_rank, grad) if "projector_left" in state else low_rank
+    return own_columns_of_sum(low_rank, grad) if "projector_left" in state else low_rank
+
+
+def low_rank_shape(state: dict, shape: torch.Size) -> tuple[int, int]:
+    """The shape of the whole low-rank gradient of a weight of `shape` (under FSDP2 each rank
+    holds a block of it: rows for a projection on the right only, columns otherwise)."""
+    rows = state["projector_left"].shape[1] if "projector_left" in state else shape[0]
+    columns = state["projector_right"].shape[0] if "projector_right" in state else shape[1]
+    return rows, columns

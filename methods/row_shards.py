@@ -4,12 +4,12 @@ Under sharding = "fsdp2" each parameter and its gradient is a DTensor whose loca
 a block of its rows (Shard(0)). Muon's Newton-Schulz and GaLore's SVD need the whole matrix:
 they gather it (whole), compute on it, and keep the rows this rank holds (own_rows); everything
 else works on the local block (local), and a product over the rows (GaLore's Pᵀ G) adds up every
-rank's term (summed). On a plain tensor, as without FSDP2, each function hands
+rank's term, each rank keeping a block of its columns (own_columns_of_sum, whole_from_columns). On a plain tensor, as without FSDP2, each function hands
 back what it is given, so an optimizer has one code path for both.
 """
 
 import torch
-from torch.distributed.tensor import DTensor, Partial, distribute_tensor
+from torch.distributed.tensor import DTensor, Partial, Shard, distribute_tensor
 
 
 def is_sharded(tensor: torch.Tensor) -> bool:
@@ -53,9 +53,20 @@ def whole_of(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.full_tensor() if is_sharded(tensor) else tensor
 
 
-def summed(partial: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """The sum over the ranks of `partial` (each rank's term computed from its rows of `like`),
-    on every rank: an all-reduce under FSDP2; `partial` itself otherwise."""
+def own_columns_of_sum(partial: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """This rank's block of columns of the sum over the ranks of `partial` (each rank's term
+    computed from its rows of `like`): a reduce-scatter under FSDP2; `partial` itself otherwise."""
     if not is_sharded(like):
         return partial
-    return DTensor.from_local(partial, like.device_mesh, [Partial()] * like.device_mesh.ndim).full_tensor()
+    mesh = like.device_mesh
+    return DTensor.from_local(partial, mesh, [Partial()]).redistribute(mesh, [Shard(1)]).to_local()
+
+
+def whole_from_columns(block: torch.Tensor, columns: int, like: torch.Tensor) -> torch.Tensor:
+    """The whole matrix, `columns` wide, of which `block` is this rank's columns as
+    own_columns_of_sum cut them: an all-gather under FSDP2; `block` itself otherwise."""
+    if not is_sharded(like):
+        return block
+    sharded = DTensor.from_local(block, like.device_mesh, [Shard(1)], shape=(block.shape[0], columns),
+                                 stride=(columns, 1))
+    return sharded.full_tensor()

@@ -193,10 +193,10 @@ def test_ddp_all_reduces_once_per_step_whatever_the_accumulation(tmp_path):
     assert on_two["all_reduces"] == unaccumulated["all_reduces"] >= TINY["steps"]
 
 
-FSDP2_STATE_SHARE = {"galore": 0.55, "galore8bit": 0.55, "apollo": 0.55, "apollo_mini": 0.55}
+FSDP2_STATE_SHARE = {"apollo": 0.55, "apollo_mini": 0.55}
 """The share of the unsharded run's optimizer state one rank may hold under FSDP2 on 2 ranks,
-where it is not half: the low-rank moments of left projections (GaLore, APOLLO) and APOLLO's
-projections are whole on every rank (methods/galore_projector.py, methods/apollo.py)."""
+where it is not half: APOLLO's projections and the low-rank moments of its left projections are
+whole on every rank (methods/apollo.py)."""
 
 
 @pytest.mark.parametrize("method, options", [("full", {}), ("adam8bit", {}), ("lora", {"dropout": 0.0}),
