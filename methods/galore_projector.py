@@ -20,7 +20,6 @@ import math
 import torch
 
 from methods.row_shards import (
-    is_sharded,
     local,
     own_columns_of_sum,
     own_rows,
@@ -114,7 +113,7 @@ def low_rank_gradient(state: dict, grad: torch.Tensor, step: int, group: dict) -
     0, T, 2T, ... (step counts the parameter's earlier updates). Under FSDP2 (grad a DTensor)
     as the module docstring says."""
     if step % group["update_proj_gap"] == 0:
-        refresh_projector(state, grad.full_tensor() if is_sharded(grad) else grad, group["rank"], group["proj_type"])
+        refresh_projector(state, whole_of(grad), group["rank"], group["proj_type"])
         if "projector_left" in state:
             state["projector_left"] = own_rows(state["projector_left"], grad)
         if "projector_right" in state:

@@ -3,9 +3,10 @@
 Under sharding = "fsdp2" each parameter and its gradient is a DTensor whose local tensor holds
 a block of its rows (Shard(0)). Muon's Newton-Schulz and GaLore's SVD need the whole matrix:
 they gather it (whole), compute on it, and keep the rows this rank holds (own_rows); everything
-else works on the local block (local), and a product over the rows (GaLore's Pᵀ G) adds up every
-rank's term, each rank keeping a block of its columns (own_columns_of_sum, whole_from_columns). On a plain tensor, as without FSDP2, each function hands
-back what it is given, so an optimizer has one code path for both.
+else works on the local block (local). A product over the rows (GaLore's Pᵀ G) adds up every
+rank's term, each rank keeping a block of its columns (own_columns_of_sum, whole_from_columns).
+On a plain tensor, as without FSDP2, each function hands back what it is given, so an optimizer
+has one code path for both.
 """
 
 import torch
@@ -26,8 +27,8 @@ def whole(block: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     an all-gather under FSDP2; `block` itself otherwise."""
     if not is_sharded(like):
         return block
-    sharded = DTensor.from_local(block, like.device_mesh, like.placements, shape=like.shape, stride=like.stride())
-    return sharded.full_tensor()
+    return whole_of(DTensor.from_local(block, like.device_mesh, like.placements, shape=like.shape,
+                                       stride=like.stride()))
 
 
 def own_rows(matrix: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -67,6 +68,5 @@ def whole_from_columns(block: torch.Tensor, columns: int, like: torch.Tensor) ->
     own_columns_of_sum cut them: an all-gather under FSDP2; `block` itself otherwise."""
     if not is_sharded(like):
         return block
-    sharded = DTensor.from_local(block, like.device_mesh, [Shard(1)], shape=(block.shape[0], columns),
-                                 stride=(columns, 1))
-    return sharded.full_tensor()
+    return whole_of(DTensor.from_local(block, like.device_mesh, [Shard(1)], shape=(block.shape[0], columns),
+                                       stride=(columns, 1)))
