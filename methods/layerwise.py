@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 
 from methods.base import Method, NoOptions, Training, adamw, adamw8bit, warmup_cosine_schedule, weight_decay_groups
+from methods.combined_optimizer import CombinedOptimizer
 
 
 def average_gradient(gradient: torch.Tensor):
@@ -42,21 +43,20 @@ class _MergedState(Mapping):
         return sum(1 for _ in self)
 
 
-class LayerwiseOptimizer(torch.optim.Optimizer):
-    """One optimizer per parameter behind a single optimizer face: param_groups (for the lr
-    scheduler), state and state_dict() are those of the per-parameter optimizers."""
+class LayerwiseOptimizer(CombinedOptimizer):
+    """One optimizer per parameter behind a single optimizer face (param_groups for the lr
+    scheduler, state and state_dict() are the per-parameter optimizers'), stepped from the
+    parameters' gradient hooks."""
 
     def __init__(self, optimizer_of: dict):
-        parameters = list(optimizer_of)
-        super().__init__(parameters, {})
+        super().__init__(list({id(o): o for o in optimizer_of.values()}.values()))
         self._optimizer_of = optimizer_of
-        self._unique_optimizers = list({id(o): o for o in optimizer_of.values()}.values())
-        self._face_their_groups()
+        # Looked up by parameter, not by scanning every optimizer: there is one per parameter.
         self.state = _MergedState(optimizer_of)
         self._ready = []
         self.stepping = False
         """True during the last micro-batch of a step: gradient hooks then update and free."""
-        for parameter in parameters:
+        for parameter in optimizer_of:
             parameter.register_post_accumulate_grad_hook(self._gradient_ready)
 
     def _gradient_ready(self, parameter: torch.Tensor):
@@ -72,20 +72,6 @@ class LayerwiseOptimizer(torch.optim.Optimizer):
             self._optimizer_of[parameter].step()
             parameter.grad = None
         self._ready.clear()
-
-    def state_dict(self) -> dict:
-        return {"per_optimizer": [optimizer.state_dict() for optimizer in self._unique_optimizers]}
-
-    def load_state_dict(self, state_dict: dict):
-        for optimizer, saved in zip(self._unique_optimizers, state_dict["per_optimizer"], strict=True):
-            optimizer.load_state_dict(saved)
-        # Loading replaces each optimizer's group dicts: face the new ones, or the lr scheduler
-        # would set the learning rate on groups no optimizer reads any more.
-        self._face_their_groups()
-
-    def _face_their_groups(self):
-        """The same group dicts as the per-parameter optimizers: setting lr here sets it there."""
-        self.param_groups = [group for optimizer in self._unique_optimizers for group in optimizer.param_groups]
 
 
 def refuse_grad_clip(spec):

@@ -40,8 +40,10 @@ DETERMINISTIC_MEMORY = ("tracker_peak_bytes", "tracker_at_peak_bytes", "tracker_
 
 
 def contract_spec(method: str, workload: str):
+    # A CUDA-only method runs on CUDA: on the CPU its package cannot build at all.
+    device = "cuda" if METHODS[method].cuda_only else "cpu"
     return tiny_spec(workload=workload, method=method, method_options=OPTIONS.get(method, {}), data=DATA[workload],
-                     steps=4, timing_warmup_steps=2, batch_size=4, seq_len=32, lr=1e-3)
+                     steps=4, timing_warmup_steps=2, batch_size=4, seq_len=32, lr=1e-3, device=device)
 
 
 def test_every_workload_has_offline_contract_data():
