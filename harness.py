@@ -166,6 +166,7 @@ def estimate_specs(args, mode) -> list:
     """The estimate's specs (checkpointing x sizes x methods), each built and preflighted as a
     suite's run is, before the first (slow) trace."""
     from core.spec import RunSpec
+    from estimates.fake_ranks import refuse_untraceable
     from methods import METHODS
     from suites.load import parse_assignment
     from training.preflight import check_run
@@ -181,14 +182,16 @@ def estimate_specs(args, mode) -> list:
     specs = [
         RunSpec(
             workload=args.workload, size=size, method=method, method_options=options, data=data,
-            batch_size=args.batch, seq_len=args.seq, grad_accum=args.grad_accum, dtype=args.dtype,
-            device="cpu", steps=args.steps, activation_checkpointing=checkpointed,
+            batch_size=args.batch * args.nproc, seq_len=args.seq, grad_accum=args.grad_accum, dtype=args.dtype,
+            device="cpu", steps=args.steps, activation_checkpointing=checkpointed, nproc=args.nproc,
+            sharding=args.sharding,
         )
         for checkpointed in checkpointing
         for size in sizes
         for method in methods
     ]
     for spec in {spec.run_id: spec for spec in specs}.values():
+        refuse_untraceable(spec)
         check_run(spec)
     return specs
 
@@ -203,7 +206,7 @@ class _ModeValue(argparse.Action):
 
 def build_parser() -> argparse.ArgumentParser:
     from core.options import at_least, number_in
-    from core.spec import DTYPES
+    from core.spec import DTYPES, SHARDINGS
     from estimates import MODES
     from launchers import LAUNCHERS
 
@@ -273,11 +276,16 @@ def build_parser() -> argparse.ArgumentParser:
                           help="a method option, e.g. rank=1024")
     estimate.add_argument("--data", action="append", default=[], metavar="KEY=VALUE",
                           help="a workload data option, e.g. task=sst2 for roberta_glue")
-    estimate.add_argument("--batch", type=int, default=1, help="sequences per micro-batch (default 1; at least 1)")
+    estimate.add_argument("--batch", type=int, default=1,
+                          help="sequences per micro-batch, per rank with --nproc (default 1; at least 1)")
     estimate.add_argument("--seq", type=int, default=2048, help="tokens per sequence (default 2048; at least 1)")
     estimate.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step (default 1; at least 1)")
     estimate.add_argument("--dtype", choices=list(DTYPES), default="bfloat16",
                           help="parameter dtype (default bfloat16)")
+    estimate.add_argument("--nproc", type=at_least(1), default=1,
+                          help="ranks the model is sharded over, with --sharding fsdp2: figures are per rank (default 1)")
+    estimate.add_argument("--sharding", choices=list(SHARDINGS), default="none",
+                          help="how several ranks hold the model: fsdp2 (traced per rank) or none (default)")
     estimate.add_argument("--steps", type=int, default=2,
                           help="steps traced (default 2: the first creates the optimizer state)")
     estimate.add_argument("--sizes", help="comma-separated model sizes, instead of --size (--grid's default: "

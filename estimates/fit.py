@@ -126,11 +126,12 @@ class Fit:
     """One method's answer under one budget: the largest batch, and its traced steps."""
 
     spec: RunSpec
-    """The method's spec at the answer's batch (batch 1 when the answer is 0)."""
+    """The method's spec at the answer's batch (batch 1 when the answer is 0); with several ranks
+    its batch_size is the global one, the answer's times the ranks."""
     budget: Budget
     """The budget the answer is for."""
     batch_size: int
-    """The largest micro-batch that fits; 0 when batch 1 does not."""
+    """The largest micro-batch (per rank, with several) that fits; 0 when batch 1 does not."""
     peak_bytes: int
     """The traced peak at that batch (batch 1 when the answer is 0), refresh extra included,
     without the allowance."""
@@ -157,19 +158,25 @@ def fit_batch(spec: RunSpec, budgets: list[Budget]) -> list[Fit]:
     Step 0 runs at batch 1: it creates the optimizer state (and, for GaLore, computes every
     projector: a refresh step). Every later step runs with that state at the batch asked. A
     batch's peak is its steady step's peak plus what step 0 held above the steady step at
-    batch 1 (the refresh's extra), so that the answer survives refresh steps too.
+    batch 1 (the refresh's extra), so that the answer survives refresh steps too. With several
+    ranks (FSDP2) the batch searched is each rank's micro-batch, and the figures one rank's.
     """
     started = time.time()
     started_at = datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds")
     fits = []
-    with traced_training(replace(spec, batch_size=1)) as training:
-        first = training.step(1)
-        steady = {1: training.step(1)}
+    ranks = spec.world_size
+
+    def spec_at(batch_per_rank: int) -> RunSpec:
+        return replace(spec, batch_size=batch_per_rank * ranks)
+
+    with traced_training(spec_at(1)) as training:
+        first = training.step(ranks)
+        steady = {1: training.step(ranks)}
         refresh_extra_bytes = max(0, first.peak_bytes - steady[1].peak_bytes)
 
         def peak_bytes_at(batch: int) -> int:
             if batch not in steady:
-                steady[batch] = training.step(batch)
+                steady[batch] = training.step(batch * ranks)
             return steady[batch].peak_bytes + refresh_extra_bytes
 
         def growth_bytes_at(batch: int) -> int:  # a batch already traced by peak_bytes_at
@@ -178,7 +185,7 @@ def fit_batch(spec: RunSpec, budgets: list[Budget]) -> list[Fit]:
         for budget in budgets:
             batch = largest_batch(peak_bytes_at, budget.peak_limit_bytes, growth_bytes_at=growth_bytes_at)
             shown = max(batch, 1)
-            fits.append(Fit(replace(spec, batch_size=shown), budget, batch, peak_bytes_at(shown), refresh_extra_bytes,
+            fits.append(Fit(spec_at(shown), budget, batch, peak_bytes_at(shown), refresh_extra_bytes,
                             Memory.of(summarize([first, steady[shown]])), training.notes, list(steady), started_at,
                             time.time() - started))
     return fits
@@ -193,14 +200,17 @@ def format_fits(fits: list[Fit], wall_s: float) -> str:
     """A fit table per budget: per method the largest batch, its peak, tokens per step and headroom."""
     lines = []
     for budget in dict.fromkeys(fit.budget for fit in fits):
+        ranks = fits[0].spec.world_size
         lines += [
-            f"Largest micro-batch per method: {budget.describe()}",
+            f"Largest micro-batch per method: {budget.describe()}"
+            + (f" per rank, FSDP2 on {ranks} ranks (batch and memory per rank, tokens per step of all)"
+               if ranks > 1 else ""),
             f"{'method':<24}{'ckpt':>5}{'batch':>7}{'peak GiB':>10}{'refresh+':>10}{'+allow GiB':>12}"
             f"{'tokens/step':>13}{'headroom GiB':>14}  traced batches",
         ]
         for fit in (fit for fit in fits if fit.budget == budget):
             total = total_bytes(fit.peak_bytes)
-            tokens = fit.batch_size * fit.spec.seq_len * fit.spec.grad_accum
+            tokens = fit.batch_size * fit.spec.world_size * fit.spec.seq_len * fit.spec.grad_accum
             headroom = f"{(budget.bytes - total) / GIB:>14.2f}" if fit.batch_size else f"{'none':>14}"
             lines.append(
                 f"{fit.spec.method:<24}{'yes' if fit.spec.activation_checkpointing else 'no':>5}{fit.batch_size:>7}"

@@ -28,6 +28,7 @@ from core.spec import DTYPES, RunSpec
 from core.statuses import RecordKind, Status
 from core.units import GB, GIB
 from estimates import EstimateRequest
+from estimates.fake_ranks import rank_note, ranks_of
 from launchers.packages import recorded_packages
 from meters.environment import environment
 from meters.tracker import CUDA_ALLOCATION_GRANULARITY_BYTES, MemoryTracker, StepMemory, summarize
@@ -209,10 +210,10 @@ class _TokensByShape:
 
 
 def _synthetic_batches(spec: RunSpec):
-    # No attention mask: real batches without padding have an all-ones mask, which
-    # transformers drops for the causal kernel, but it cannot see that a fake mask is all
-    # ones and would build a (batch, 1, seq, seq) mask instead.
-    token_ids = torch.ones(spec.batch_size, spec.seq_len, dtype=torch.long)
+    # This rank's rows of each global batch. No attention mask: real batches without padding
+    # have an all-ones mask, which transformers drops for the causal kernel, but it cannot see
+    # that a fake mask is all ones and would build a (batch, 1, seq, seq) mask instead.
+    token_ids = torch.ones(spec.batch_size // spec.world_size, spec.seq_len, dtype=torch.long)
     return itertools.repeat({"input_ids": token_ids, "labels": token_ids})
 
 
@@ -247,11 +248,14 @@ class TracedTraining:
 
 @contextmanager
 def traced_training(spec: RunSpec, as_cuda: bool = True):
-    """The spec's model and method built on fake tensors, ready to step (TracedTraining); its
-    notes list the CUDA assumptions and substitutions applied."""
+    """The spec's model and method built on fake tensors, ready to step (TracedTraining), as one
+    rank holds them where the spec has several (estimates/fake_ranks.py); its notes list the
+    CUDA assumptions and substitutions applied."""
     notes = list(CUDA_ASSUMPTIONS) if as_cuda else []
+    notes += rank_note(spec)
     workload = WORKLOADS[spec.workload]
     with ExitStack() as stack:
+        held_across_ranks = stack.enter_context(ranks_of(spec))
         mode = stack.enter_context(fake_cpu())
         stack.enter_context(bitsandbytes_shapes(mode, notes))
         stack.enter_context(DataDependentScalars(notes))
@@ -259,7 +263,7 @@ def traced_training(spec: RunSpec, as_cuda: bool = True):
             stack.callback(register_optimizer_step_pre_hook(_fused_adam_as_on_cuda).remove)
         torch.manual_seed(spec.seed)
         model = workload.build_model(spec).to(dtype=DTYPES[spec.dtype])
-        training = prepare_training(model, spec, workload)
+        training = held_across_ranks(prepare_training(model, spec, workload))
         notes.extend(METHODS[spec.method].notes_for("traced" if as_cuda else "cpu"))
         training.model.train()
         granularity_bytes = CUDA_ALLOCATION_GRANULARITY_BYTES if as_cuda else 1
@@ -316,6 +320,12 @@ def _refresh_line(memory: Memory) -> str:
             f"{steady_text}")
 
 
+def _ranks_text(spec: RunSpec) -> str:
+    if spec.world_size == 1:
+        return ""
+    return f", FSDP2 on {spec.world_size} ranks ({spec.batch_size // spec.world_size} sequences each; figures per rank)"
+
+
 def format_traced(record: Record) -> str:
     """A traced estimate's peak with its breakdown, and the step end's, in GiB and GB."""
     spec, memory = record.spec, record.memory
@@ -323,7 +333,7 @@ def format_traced(record: Record) -> str:
     lines = [
         f"Traced estimate (fake CPU tensors, no memory allocated): {spec.workload}-{spec.size}, "
         f"method {spec.method}{options}, batch {spec.batch_size} x seq {spec.seq_len} x accumulation "
-        f"{spec.grad_accum}, {spec.dtype}",
+        f"{spec.grad_accum}, {spec.dtype}{_ranks_text(spec)}",
     ]
     if record.status != Status.OK:
         return "\n".join(lines + [f"could not be traced: {record.error}"])

@@ -86,7 +86,7 @@ def wrap(training, spec, ranks: Ranks):
     if ranks.world_size == 1:
         return training
     if spec.sharding == "fsdp2":
-        return _fully_shard(training)
+        return fully_shard_training(training)
     if training.steps_in_backward:
         for tensor in [*training.model.parameters(), *training.model.buffers()]:
             dist.broadcast(tensor.detach(), src=0)  # start from rank 0's weights, as DDP does
@@ -112,17 +112,18 @@ def _sync_on_last(model: DistributedDataParallel, before_micro_batch):
     return before
 
 
-def _fully_shard(training):
+def fully_shard_training(training, shard=fully_shard):
     """FSDP2 on each transformer block and the root. fully_shard puts new (DTensor) parameters on
     the modules, so the optimizer, built by the method before, is pointed at them, and what state
-    it already keeps per parameter (APOLLO's projection seeds) moves with them."""
+    it already keeps per parameter (APOLLO's projection seeds) moves with them. `shard` is
+    fully_shard, or it with a mesh of its own (a traced estimate's fake ranks)."""
     model = training.model
     before = dict(model.named_parameters())
     # transformers names the blocks that must not be split across devices: the sharding unit.
     block_names = next((m._no_split_modules for m in model.modules() if getattr(m, "_no_split_modules", None)), ())
     for block in [m for m in model.modules() if type(m).__name__ in block_names]:
-        fully_shard(block)
-    fully_shard(model)
+        shard(block)
+    shard(model)
     after = dict(model.named_parameters())
     sharded_of = {id(before[name]): after[name] for name in before}
     for group in training.optimizer.param_groups:
