@@ -23,15 +23,16 @@ def make_record(run_id: str, label: str, status: str = "ok", final_loss: float =
 
 def markdown_rows(text: str, first_cell: str, heading: str | None = None) -> list[dict[str, str]]:
     """The rows of the first Markdown table whose header row starts with `first_cell` (and has a
-    column `heading`, where given), as dicts keyed by the column headings."""
+    column `heading`, where given), as dicts keyed by the column headings; a table may be
+    indented (inside a list item)."""
     lines = text.splitlines()
     cells = lambda line: [cell.strip() for cell in line.strip().strip("|").split("|")]  # noqa: E731
     start = next(i for i, line in enumerate(lines)
-                 if line.startswith(f"| {first_cell}") and (heading is None or heading in cells(line)))
+                 if line.lstrip().startswith(f"| {first_cell}") and (heading is None or heading in cells(line)))
     headings = cells(lines[start])
     rows = []
     for line in lines[start + 2 :]:
-        if not line.startswith("|"):
+        if not line.lstrip().startswith("|"):
             break
         rows.append(dict(zip(headings, cells(line), strict=True)))
     return rows
