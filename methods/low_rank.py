@@ -72,4 +72,5 @@ METHOD = Method(
     LowRankOptions,
     "Low-Rank baseline: attention/MLP weights factorised W = B A, trained from scratch with AdamW",
     rank=options_rank,
+    fsdp2=True,
 )

@@ -201,7 +201,7 @@ whole on every rank (methods/apollo.py)."""
 
 @pytest.mark.parametrize("method, options", [("full", {}), ("adam8bit", {}), ("lora", {"dropout": 0.0}),
                                              ("dora", {"dropout": 0.0}), ("pissa", {"dropout": 0.0}),
-                                             ("muon", {}),
+                                             ("muon", {}), ("low_rank", {}), ("paged_adam8bit", {}),
                                              # Rank 4: at ranks 8 and 16 LAPACK gives some singular
                                              # vectors the other sign at the second refresh, from
                                              # gradients that differ in their last bits, and the
