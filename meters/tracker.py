@@ -21,14 +21,19 @@ Categories are decided when a snapshot is read, from what each storage turned ou
   activations                         every other tensor created inside a module's forward
                                       (the loss included) or by the backward: saved
                                       tensors and their gradients
-  other                               everything else: the batch, optimizer-step and
+  other                               everything else: the step's batch, optimizer-step and
                                       clipping temporaries, buffers, tensors that existed
                                       before tracking and are none of the above
+
+Only training memory is counted: batches drawn through `untracked` are made with tracking
+paused, so the data pipeline's tensors (a corpus's tables, a tokenizer's caches, the ops that
+build a batch) stay out of every figure, and a batch is counted from its first use in the step
+until it is freed.
 """
 
 import itertools
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -144,6 +149,7 @@ class MemoryTracker(TorchDispatchMode):
         self._peak = _Snapshot()
         self._peak_pending = False
         self._outside_optimizer_peak_bytes = 0
+        self._paused = False
 
     # -- storages ---------------------------------------------------------------------
 
@@ -185,6 +191,8 @@ class MemoryTracker(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         outputs = func(*args, **(kwargs or {}))
+        if self._paused:
+            return outputs
         # Inputs first: a tensor made before tracking began is counted from its first use.
         for tensor in tree_leaves((args, kwargs)):
             if isinstance(tensor, torch.Tensor):
@@ -264,6 +272,22 @@ class MemoryTracker(TorchDispatchMode):
                 yield self
         finally:
             self._end()
+
+    def untracked(self, batches: Iterator) -> Iterator:
+        """`batches` with every item drawn with tracking paused: what the data pipeline makes and
+        keeps to make a batch is not training memory. The batch itself is counted from its first
+        use in a tracked step."""
+
+        def drawn():
+            self._paused = True
+            try:
+                return next(batches)
+            finally:
+                self._paused = False
+
+        # iter(callable, sentinel) ends where `batches` does and, unlike a generator's frame,
+        # holds no drawn batch: each lives no longer than its step holds it.
+        return iter(drawn, None)
 
     def _begin(self):
         self._optimizer_depth = self._forward_depth = 0
