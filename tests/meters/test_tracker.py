@@ -1,6 +1,6 @@
 """The live-tensor tracker: exact bytes per category, determinism, frozen parameters, tensors
-created inside gradient hooks, and only training memory: no data-pipeline tensor and no batch
-past its step."""
+created inside gradient hooks, storages resized without an op, and only training memory: no
+data-pipeline tensor and no batch past its step."""
 
 import math
 import weakref
@@ -134,6 +134,26 @@ def test_only_the_timing_warm_up_steps_are_tracked():
     untracked = train(tiny_spec(steps=3, timing_warmup_steps=0, eval_batches=0), progress=False)[1]
     assert tracked.tracker_peak_step in (0, 1) and tracked.tracker_peak_bytes > 0
     assert untracked.tracker_peak_bytes is None and untracked.tracker_at_peak_bytes is None
+
+
+def test_a_storage_resized_without_an_op_is_recounted_at_once():
+    """FSDP2 frees and re-allocates gathered weights with UntypedStorage.resize_, which no op shows."""
+    layer = torch.nn.Linear(4, 4, bias=False)
+    tracker = MemoryTracker(layer, torch.optim.SGD(layer.parameters()))
+    gathered_bytes = 4000
+    resize = torch.UntypedStorage.resize_
+    with tracker.step():
+        gathered = torch.empty(gathered_bytes, dtype=torch.uint8)
+        gathered.untyped_storage().resize_(0)
+        later = torch.empty(gathered_bytes, dtype=torch.uint8)
+    freed = tracker.steps[-1]
+    assert freed.at_step_end_bytes["other"] == later.nbytes  # `later` alone
+    assert freed.peak_bytes == layer.weight.nbytes + gathered_bytes  # never both at once
+    with tracker.step():
+        gathered.untyped_storage().resize_(gathered_bytes)
+    regathered = tracker.steps[-1]
+    assert regathered.at_step_end_bytes["other"] == regathered.peak_bytes - layer.weight.nbytes == 2 * gathered_bytes
+    assert torch.UntypedStorage.resize_ is resize  # wrapped only while a step is tracked
 
 
 def test_drawing_a_batch_ahead_keeps_no_reference_to_it():
