@@ -21,14 +21,23 @@ Categories are decided when a snapshot is read, from what each storage turned ou
   activations                         every other tensor created inside a module's forward
                                       (the loss included) or by the backward: saved
                                       tensors and their gradients
-  other                               everything else: the batch, optimizer-step and
+  other                               everything else: the step's batch, optimizer-step and
                                       clipping temporaries, buffers, tensors that existed
                                       before tracking and are none of the above
+
+Only training memory is counted: batches drawn through `untracked` are made with tracking
+paused, so the data pipeline's tensors (a corpus's tables, a tokenizer's caches, the ops that
+build a batch) stay out of every figure, and a batch is counted from its first use in the step
+until it is freed.
+
+A storage can also change size without any op: FSDP2 frees and re-allocates its unsharded
+parameters with UntypedStorage.resize_, which no dispatch mode sees; while a step is tracked
+that method is wrapped to recount the storage it resizes (as PyTorch's MemTracker does).
 """
 
 import itertools
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -144,6 +153,7 @@ class MemoryTracker(TorchDispatchMode):
         self._peak = _Snapshot()
         self._peak_pending = False
         self._outside_optimizer_peak_bytes = 0
+        self._paused = False
 
     # -- storages ---------------------------------------------------------------------
 
@@ -165,26 +175,57 @@ class MemoryTracker(TorchDispatchMode):
         # A known storage can have grown since (resize_ by ops with out= arguments).
         nbytes = self._rounded(storage.nbytes())
         if nbytes != self._live_bytes[key]:
-            self._total_bytes += nbytes - self._live_bytes[key]
-            self._live_bytes[key] = nbytes
-            if self._total_bytes > self._peak.total_bytes:
-                self._peak.total_bytes = self._total_bytes
-                self._peak_pending = True
-            if not self._optimizer_depth and self._total_bytes > self._outside_optimizer_peak_bytes:
-                self._outside_optimizer_peak_bytes = self._total_bytes
+            self._count(key, nbytes)
         return key
 
-    def _freed(self, key: int):
-        # Nothing was freed between the latest peak and now, so the live set still is the
-        # peak's: copy it here rather than on every new peak.
+    def _count(self, key: int, nbytes: int):
+        """Storage `key` holds nbytes from now on."""
+        if nbytes < self._live_bytes[key]:
+            self._settle_peak()
+        self._total_bytes += nbytes - self._live_bytes[key]
+        self._live_bytes[key] = nbytes
+        if self._total_bytes > self._peak.total_bytes:
+            self._peak.total_bytes = self._total_bytes
+            self._peak_pending = True
+        if not self._optimizer_depth and self._total_bytes > self._outside_optimizer_peak_bytes:
+            self._outside_optimizer_peak_bytes = self._total_bytes
+
+    def _settle_peak(self):
+        # Nothing shrank between the latest peak and now, so the live set still is the peak's:
+        # copy it here, before the first storage shrinks or is freed, rather than on every new peak.
         if self._peak_pending:
             self._peak.live_bytes = dict(self._live_bytes)
             self._peak_pending = False
+
+    def _freed(self, key: int):
+        self._settle_peak()
         self._total_bytes -= self._live_bytes.pop(key)
         del self._references[key]
 
+    def _resized(self, storage: torch.UntypedStorage):
+        key = self._key_of.get(storage)
+        if key is not None:  # an unknown storage is counted from its first use
+            self._count(key, self._rounded(storage.nbytes()))
+
+    @contextmanager
+    def _seeing_resizes(self):
+        resize = torch.UntypedStorage.resize_
+
+        def counted_resize(storage, nbytes):
+            resized = resize(storage, nbytes)
+            self._resized(storage)
+            return resized
+
+        torch.UntypedStorage.resize_ = counted_resize
+        try:
+            yield
+        finally:
+            torch.UntypedStorage.resize_ = resize
+
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         outputs = func(*args, **(kwargs or {}))
+        if self._paused:
+            return outputs
         # Inputs first: a tensor made before tracking began is counted from its first use.
         for tensor in tree_leaves((args, kwargs)):
             if isinstance(tensor, torch.Tensor):
@@ -260,10 +301,26 @@ class MemoryTracker(TorchDispatchMode):
         """Track one training step: `with tracker.step(): ...` appends its StepMemory."""
         self._begin()
         try:
-            with self:
+            with self, self._seeing_resizes():
                 yield self
         finally:
             self._end()
+
+    def untracked(self, batches: Iterator) -> Iterator:
+        """`batches` with every item drawn with tracking paused: what the data pipeline makes and
+        keeps to make a batch is not training memory. The batch itself is counted from its first
+        use in a tracked step."""
+
+        def drawn():
+            self._paused = True
+            try:
+                return next(batches)
+            finally:
+                self._paused = False
+
+        # iter(callable, sentinel) ends where `batches` does and, unlike a generator's frame,
+        # holds no drawn batch: each lives no longer than its step holds it.
+        return iter(drawn, None)
 
     def _begin(self):
         self._optimizer_depth = self._forward_depth = 0

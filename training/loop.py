@@ -8,6 +8,7 @@ import itertools
 import math
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from tqdm import tqdm
@@ -96,6 +97,19 @@ def training_step(spec: RunSpec, workload, training, batches, device, step: int,
     return step_loss, step_tokens
 
 
+def drawn_ahead(batches: Iterator) -> Iterator:
+    """`batches` with the first drawn now, before the loop, so that lazy data set-up (building the
+    corpus, loading the tokenizer, filling the shuffle buffer) is not part of step 0's time. It is
+    held only until taken: a batch kept for the whole run would count in every step's memory."""
+    ahead = [next(batches)]
+
+    def from_the_first():
+        yield ahead.pop()  # popped, not named: neither the list nor this frame keeps it
+        yield from batches
+
+    return from_the_first()
+
+
 def train(spec: RunSpec, progress: bool = True, checkpoint_dir: Path | None = None) -> tuple[Metrics, Memory]:
     """Run one spec; returns what it measured. Raises on failure. With spec.checkpoint_every
     and a checkpoint_dir, saves checkpoints there and resumes from the last one. With
@@ -109,13 +123,11 @@ def train(spec: RunSpec, progress: bool = True, checkpoint_dir: Path | None = No
     training = parallel.wrap(prepare_training(model, spec, workload), spec, ranks)
     model = training.model
     model.train()
-    # Draw the first batch before the loop so lazy data set-up (the corpus) is not part of
-    # step 0's time or memory.
-    stream = workload.train_batches(spec, parallel.rows_of(ranks, spec.batch_size))
-    batches = itertools.chain([next(stream)], stream)
     clock = timing.StepClock(device, spec.timing_warmup_steps)
     granularity_bytes = CUDA_ALLOCATION_GRANULARITY_BYTES if device.type == "cuda" else 1
     tracker = MemoryTracker(model, training.optimizer, granularity_bytes, training.is_refresh_step)
+    # Batches are drawn untracked: the data pipeline's tensors are not training memory.
+    batches = tracker.untracked(drawn_ahead(workload.train_batches(spec, parallel.rows_of(ranks, spec.batch_size))))
     memory.reset_peaks(device)
     losses = []
     checkpointing = bool(spec.checkpoint_every and checkpoint_dir)

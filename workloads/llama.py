@@ -134,10 +134,9 @@ class LlamaPretraining(TransformersLossMixin, Workload):
         chain = self._chain(spec)
         generator = torch.Generator().manual_seed(seed)
         while True:
-            # The whole global batch is drawn, so the generator's stream is that of one process.
-            input_ids = markov_corpus.sample_sequences(chain, spec.batch_size, spec.seq_len, generator)
-            yield keep_rows({"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": input_ids},
-                            rows)
+            # The whole global batch is drawn, so the generator's stream is that of one process;
+            # no local name holds the batch, which would keep it alive past its step.
+            yield keep_rows(markov_corpus.sample_batch(chain, spec.batch_size, spec.seq_len, generator), rows)
 
     def _text_batches(self, spec, documents, rows: slice = ALL_ROWS) -> Iterator[dict]:
         data = self.data(spec)

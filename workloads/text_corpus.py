@@ -96,10 +96,14 @@ def padded_batches(documents, tokenizer, batch_size: int, seq_len: int, rows: sl
         chunk = [text for _, text in zip(range(batch_size), texts)]
         if not chunk or (rows != ALL_ROWS and len(chunk) < batch_size):
             return
-        chunk = chunk[rows]
-        encoded = tokenizer(chunk, max_length=seq_len, truncation=True, padding="max_length", return_tensors="pt")
-        labels = encoded["input_ids"].masked_fill(encoded["attention_mask"] == 0, -100)
-        yield {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"], "labels": labels}
+        # No local name holds the batch, which would keep it alive past its step.
+        yield _padded_batch(tokenizer, chunk[rows], seq_len)
+
+
+def _padded_batch(tokenizer, texts: list[str], seq_len: int) -> dict:
+    encoded = tokenizer(texts, max_length=seq_len, truncation=True, padding="max_length", return_tensors="pt")
+    labels = encoded["input_ids"].masked_fill(encoded["attention_mask"] == 0, -100)
+    return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"], "labels": labels}
 
 
 def packed_batches(documents, tokenizer, batch_size: int, seq_len: int, rows: slice = ALL_ROWS) -> Iterator[dict]:
@@ -115,10 +119,14 @@ def packed_batches(documents, tokenizer, batch_size: int, seq_len: int, rows: sl
             ids.append(tokenizer.eos_token_id)
         buffer.extend(ids)
         while len(buffer) >= rows_tokens:
-            input_ids = torch.tensor(buffer[:rows_tokens]).view(batch_size, seq_len)
+            # No local name holds the batch, which would keep it alive past its step.
+            yield keep_rows(_packed_batch(buffer[:rows_tokens], batch_size, seq_len), rows)
             del buffer[:rows_tokens]
-            yield keep_rows({"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": input_ids},
-                            rows)
+
+
+def _packed_batch(ids: list[int], batch_size: int, seq_len: int) -> dict:
+    input_ids = torch.tensor(ids).view(batch_size, seq_len)
+    return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": input_ids}
 
 
 def tokenized_batches(documents, tokenizer, batch_size: int, seq_len: int, pack: bool,

@@ -1,7 +1,10 @@
-"""The live-tensor tracker: exact bytes per category, determinism, frozen parameters and
-tensors created inside gradient hooks."""
+"""The live-tensor tracker: exact bytes per category, determinism, frozen parameters, tensors
+created inside gradient hooks, storages resized without an op, and only training memory: no
+data-pipeline tensor and no batch past its step."""
 
 import math
+import weakref
+from dataclasses import replace
 
 import pytest
 import torch
@@ -11,7 +14,8 @@ from meters.tracker import MemoryTracker
 from methods import prepare_training
 from methods.base import Training, warmup_cosine_schedule
 from tests.conftest import tiny_spec
-from training.loop import optimizer_step, train
+from tests.text_fixtures import make_c4_dir, make_tokenizer_dir
+from training.loop import drawn_ahead, optimizer_step, train
 from workloads import WORKLOADS
 from workloads.sizes import model_config
 
@@ -82,15 +86,16 @@ def test_weights_gradients_and_optimizer_state_match_the_analytic_count(method):
 def test_the_peak_is_the_largest_live_total_and_categories_add_up():
     spec, workload, training = prepared("full")
     tracker = MemoryTracker(training.model, training.optimizer)
-    batches = workload.train_batches(spec)
+    batches = tracker.untracked(workload.train_batches(spec))
     for _ in range(2):
         with tracker.step():
             optimizer_step(spec, workload, training, batches, torch.device("cpu"))
     for step in tracker.steps:
         assert sum(step.at_peak_bytes.values()) == step.peak_bytes
         assert step.peak_bytes >= sum(step.at_step_end_bytes.values())
-    # Step 0's peak can be the corpus being built; step 1's is the model's.
-    assert tracker.steps[1].at_peak_bytes["activations"] > 0
+    # Step 0's peak is its optimizer step creating the state; step 1's is the model's forward and
+    # backward (the corpus, built in step 0's untracked draw, counts in neither).
+    assert tracker.steps[0].at_peak_bytes["activations"] == 0 < tracker.steps[1].at_peak_bytes["activations"]
 
 
 def test_tensors_made_inside_gradient_hooks_are_counted():
@@ -129,3 +134,62 @@ def test_only_the_timing_warm_up_steps_are_tracked():
     untracked = train(tiny_spec(steps=3, timing_warmup_steps=0, eval_batches=0), progress=False)[1]
     assert tracked.tracker_peak_step in (0, 1) and tracked.tracker_peak_bytes > 0
     assert untracked.tracker_peak_bytes is None and untracked.tracker_at_peak_bytes is None
+
+
+def test_a_storage_resized_without_an_op_is_recounted_at_once():
+    """FSDP2 frees and re-allocates gathered weights with UntypedStorage.resize_, which no op shows."""
+    layer = torch.nn.Linear(4, 4, bias=False)
+    tracker = MemoryTracker(layer, torch.optim.SGD(layer.parameters()))
+    gathered_bytes = 4000
+    resize = torch.UntypedStorage.resize_
+    with tracker.step():
+        gathered = torch.empty(gathered_bytes, dtype=torch.uint8)
+        gathered.untyped_storage().resize_(0)
+        later = torch.empty(gathered_bytes, dtype=torch.uint8)
+    freed = tracker.steps[-1]
+    assert freed.at_step_end_bytes["other"] == later.nbytes  # `later` alone
+    assert freed.peak_bytes == layer.weight.nbytes + gathered_bytes  # never both at once
+    with tracker.step():
+        gathered.untyped_storage().resize_(gathered_bytes)
+    regathered = tracker.steps[-1]
+    assert regathered.at_step_end_bytes["other"] == regathered.peak_bytes - layer.weight.nbytes == 2 * gathered_bytes
+    assert torch.UntypedStorage.resize_ is resize  # wrapped only while a step is tracked
+
+
+def test_drawing_a_batch_ahead_keeps_no_reference_to_it():
+    made = []
+
+    def stream():
+        while True:
+            made.append(torch.zeros(4))
+            yield {"input_ids": made.pop()}  # the stream itself holds none
+
+    batches = drawn_ahead(stream())
+    first = next(batches)["input_ids"]
+    gone = weakref.ref(first)
+    del first
+    assert gone() is None
+    next(batches)
+
+
+def _corpus_specs(tmp_path):
+    local = {"corpus": "local", "path": str(make_c4_dir(tmp_path / "c4")),
+             "tokenizer": str(make_tokenizer_dir(tmp_path / "tokenizer"))}
+    return {
+        "markov": tiny_spec(),
+        "local": tiny_spec(data=local),
+        "local packed": tiny_spec(data={**local, "pack": True}),
+        "glue": tiny_spec(workload="roberta_glue", data={"task": "synthetic-classification"}),
+    }
+
+
+@pytest.mark.parametrize("corpus", ["markov", "local", "local packed", "glue"])
+def test_no_data_pipeline_tensor_and_no_batch_outlives_its_step(corpus, tmp_path):
+    """The corpus's tables, the tokenizer's caches and the batches are gone from the breakdown at
+    each tracked step's end: what is left in other is the model's buffers and the step's summed
+    loss, which the loop reads after the step."""
+    spec = _corpus_specs(tmp_path)[corpus]
+    spec = replace(spec, steps=2, timing_warmup_steps=2, eval_batches=0)
+    memory = train(spec, progress=False)[1]
+    buffer_bytes = sum(buffer.nbytes for buffer in WORKLOADS[spec.workload].build_model(spec).buffers())
+    assert memory.tracker_at_step_end_bytes["other"] == buffer_bytes + FLOAT32_BYTES

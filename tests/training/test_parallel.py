@@ -223,6 +223,37 @@ def test_fsdp2_matches_the_unsharded_run_and_holds_half_the_weights(method, opti
     assert sharded["memory"]["optimizer_state_bytes"] <= reference["memory"]["optimizer_state_bytes"] * state_share + 4096
 
 
+def _gathered_bytes(spec: RunSpec) -> tuple[int, list[int]]:
+    """The parameter bytes FSDP2 gathers for the root's own parameters and for each block, the
+    units training/parallel.py shards."""
+    from methods import prepare_training
+    from workloads import WORKLOADS
+
+    workload = WORKLOADS[spec.workload]
+    model = prepare_training(workload.build_model(spec), spec, workload).model
+    block_names = next(m._no_split_modules for m in model.modules() if getattr(m, "_no_split_modules", None))
+    blocks = [sum(p.nbytes for p in m.parameters()) for m in model.modules() if type(m).__name__ in block_names]
+    return sum(p.nbytes for p in model.parameters()) - sum(blocks), blocks
+
+
+@pytest.mark.parametrize("method, options", [("full", {}), ("lora", {"dropout": 0.0})])
+def test_under_fsdp2_the_tracker_counts_gathered_weights_only_while_they_are_gathered(method, options, tmp_path):
+    """FSDP2 frees gathered weights with UntypedStorage.resize_(0), which the tracker recounts
+    (meters/tracker.py): at step end a rank holds no activations, and at its peak (the backward's
+    start) its activations are at most one process's with the same rows plus what FSDP2 keeps
+    gathered from the forward into the backward: the root's weights and one block's. Batches large
+    enough, and two steps tracked, that both peaks are the backward's start of the second step."""
+    one = RunSpec(**{**TINY, "batch_size": 8, "seq_len": 32, "timing_warmup_steps": 2}, method=method,
+                  method_options=options)
+    sharded = train_on_ranks(replace(one, nproc=2, sharding="fsdp2"), 2, tmp_path)["memory"]
+    same_rows = train_on_ranks(replace(one, batch_size=one.batch_size // 2), 1, tmp_path)["memory"]
+    assert sharded["tracker_at_step_end_bytes"]["activations"] == 0
+    root_bytes, block_bytes = _gathered_bytes(one)
+    assert same_rows["tracker_at_peak_bytes"]["activations"] > 0
+    assert sharded["tracker_at_peak_bytes"]["activations"] <= (
+        same_rows["tracker_at_peak_bytes"]["activations"] + root_bytes + max(block_bytes))
+
+
 REFUSED = """
     [defaults]
     steps = 2
