@@ -12,21 +12,34 @@ from estimates.traced import traced_steps
 from tests.training.test_parallel import TINY, train_on_ranks
 
 
+def _outside_blocks_bytes(spec: RunSpec) -> int:
+    """Bytes of the parameters FSDP2's root unit holds (embeddings, head, final norm): those
+    outside the decoder blocks, each sharded by its own fully_shard."""
+    from workloads import WORKLOADS
+
+    model = WORKLOADS[spec.workload].build_model(spec)
+    in_blocks = {id(p) for block in model.model.layers for p in block.parameters()}
+    return sum(p.numel() * p.element_size() for p in model.parameters() if id(p) not in in_blocks)
+
+
 @pytest.mark.distributed
 @pytest.mark.slow
 @pytest.mark.parametrize("method, options", [("full", {}), ("galore8bit", {"rank": 4, "update_proj_gap": 2}),
                                              ("muon", {})])
 def test_a_traced_rank_holds_what_a_real_fsdp2_rank_holds(method, options, tmp_path):
-    spec = RunSpec(**TINY, method=method, method_options=options, nproc=2, sharding="fsdp2")
-    measured = train_on_ranks(spec, 2, tmp_path)["memory"]
+    spec = RunSpec(**{**TINY, "timing_warmup_steps": 2}, method=method, method_options=options, nproc=2,
+                   sharding="fsdp2")
+    measured = train_on_ranks(spec, 2, tmp_path, checked_weights=False)["memory"]
     traced, notes = traced_steps(replace(spec, steps=2), steps=2, as_cuda=False)
     assert any("one rank of 2 under FSDP2" in note for note in notes)
     step_end = traced[-1].at_step_end_bytes
     assert step_end["trainable_weights"] == measured["trainable_weight_bytes"]
     assert step_end["optimizer_state"] == measured["optimizer_state_bytes"]
-    # The real run draws Markov batches (with an attention mask) where the trace has fake token
-    # ids: the peaks agree to a few percent, as the one-process comparison in test_traced.py.
-    assert max(step.peak_bytes for step in traced) == pytest.approx(measured["tracker_peak_bytes"], rel=0.03)
+    # The same two tracked steps. Gloo's reduce-scatter copies its input whole before it cuts
+    # (NCCL's does not, and the fake process group moves nothing): the real peak falls there, in
+    # the root's reduce-scatter, which is the parameters outside the blocks in size.
+    traced_peak = max(step.peak_bytes for step in traced)
+    assert traced_peak <= measured["tracker_peak_bytes"] <= traced_peak + _outside_blocks_bytes(spec)
 
 
 @pytest.mark.parametrize("method", ["full", "galore", "apollo"])

@@ -48,9 +48,11 @@ def _assert_same_on_every_rank(weights: dict[str, torch.Tensor], step: int):
         assert torch.equal(theirs, every_rank[0]), f"after step {step} rank {rank}'s weights differ from rank 0's"
 
 
-def _one_rank(rank: int, world: int, port: int, spec_json: dict, result_path: str):
+def _one_rank(rank: int, world: int, port: int, spec_json: dict, result_path: str, checked_weights: bool = True):
     """One rank, as torchrun would start it (the env:// variables), training with a check after
-    every step that all ranks hold the same weights; rank 0 saves losses, memory, final weights."""
+    every step that all ranks hold the same weights; rank 0 saves losses, memory, final weights.
+    Without checked_weights it trains as a run does (the checks' whole copies of the weights
+    would sit in its memory figures) and saves no weights."""
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
@@ -86,7 +88,8 @@ def _one_rank(rank: int, world: int, port: int, spec_json: dict, result_path: st
                 None, bucket))
         return wrapped
 
-    train_module.prepare_training = checked
+    if checked_weights:
+        train_module.prepare_training = checked
     parallel.wrap = counted
     try:
         metrics, memory = train_module.train(RunSpec(**spec_json), progress=False)
@@ -98,11 +101,12 @@ def _one_rank(rank: int, world: int, port: int, spec_json: dict, result_path: st
                     "all_reduces": len(all_reduces)}, result_path)
 
 
-def train_on_ranks(spec: RunSpec, world: int, tmp_path) -> dict:
-    """Train `spec` on `world` processes forked from the local launcher's fork server; rank 0's results."""
+def train_on_ranks(spec: RunSpec, world: int, tmp_path, checked_weights: bool = True) -> dict:
+    """Train `spec` on `world` processes forked from the local launcher's fork server; rank 0's
+    results (checked_weights: see _one_rank)."""
     result_path = str(tmp_path / f"result-{world}.pt")
     port = _free_port()
-    ranks = [WORKERS.Process(target=_one_rank, args=(rank, world, port, spec.to_json(), result_path))
+    ranks = [WORKERS.Process(target=_one_rank, args=(rank, world, port, spec.to_json(), result_path, checked_weights))
              for rank in range(world)]
     for process in ranks:
         process.start()
