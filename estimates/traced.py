@@ -323,7 +323,9 @@ def _refresh_line(memory: Memory) -> str:
 def _ranks_text(spec: RunSpec) -> str:
     if spec.world_size == 1:
         return ""
-    return f", FSDP2 on {spec.world_size} ranks ({spec.batch_size // spec.world_size} sequences each; figures per rank)"
+    per_rank = spec.batch_size // spec.world_size
+    return (f", FSDP2 on {spec.world_size} ranks ({per_rank} sequence{'s' if per_rank > 1 else ''} each; figures per "
+            "rank)")
 
 
 def format_traced(record: Record) -> str:
