@@ -220,9 +220,12 @@ def test_fsdp2_matches_the_unsharded_run_and_holds_half_the_weights(method, opti
     reference = train_on_ranks(one, 1, tmp_path)
     sharded = train_on_ranks(replace(one, nproc=2, sharding="fsdp2"), 2, tmp_path)
     assert_same_training(reference, sharded, *TOLERANCES.get(method, (1e-5, 1e-5)))
-    # Each rank holds a shard: half the trainable weights and half the optimizer state (or
-    # FSDP2_STATE_SHARE of it).
-    assert sharded["memory"]["trainable_weight_bytes"] <= reference["memory"]["trainable_weight_bytes"] / 2 + 4096
+    # Each rank holds a shard: half the trainable weights, half their gradients (those alive at
+    # the peak are this rank's shards, the whole ones being transient) and half the optimizer
+    # state (or FSDP2_STATE_SHARE of it).
+    half_the_weights = reference["memory"]["trainable_weight_bytes"] / 2 + 4096
+    assert sharded["memory"]["trainable_weight_bytes"] <= half_the_weights
+    assert sharded["memory"]["tracker_at_peak_bytes"]["gradients"] <= half_the_weights
     state_share = FSDP2_STATE_SHARE.get(method, 0.5)
     assert sharded["memory"]["optimizer_state_bytes"] <= reference["memory"]["optimizer_state_bytes"] * state_share + 4096
 
