@@ -115,8 +115,8 @@ def command_list(args) -> int:
     from methods import METHODS
     from methods.licenses import method_licenses
     from suites.load import SuiteError, load_suite
-    from workloads import WORKLOADS
-    from workloads.sizes import model_sizes
+    from workloads import WORKLOADS, parameter_count
+    from workloads.sizes import HF_CONFIG_WORKLOADS, model_sizes, size_default
 
     print("methods:")
     for name, method in METHODS.items():
@@ -126,6 +126,10 @@ def command_list(args) -> int:
     print("workloads:")
     for name, workload in WORKLOADS.items():
         print(f"  {name:24} sizes: {', '.join(model_sizes(name))}  [data: {describe_options(workload.data_options)}]")
+        for size in model_sizes(name) if name in HF_CONFIG_WORKLOADS else ():
+            count = parameter_count(name, size)
+            print(f"    {size:22} {count / 1e9:6.3f}B parameters ({count:,})  "
+                  f"GaLore rank {size_default(name, size, 'galore_rank')}")
     print("launchers:")
     for name, launcher in LAUNCHERS.items():
         options = describe_options(launcher.options)
