@@ -182,12 +182,15 @@ def estimate_specs(args, mode) -> list:
     options = dict(parse_assignment(assignment, "--option") for assignment in args.option)
     data = dict(parse_assignment(assignment, "--data") for assignment in args.data)
     checkpointing = {"no": [False], "yes": [True], "both": [False, True]}[args.checkpointing]
+    precisions = args.precision.split(",")
     specs = [
         RunSpec(
             workload=args.workload, size=size, method=method, method_options=options, data=data,
-            batch_size=args.batch, seq_len=args.seq, grad_accum=args.grad_accum, dtype=args.dtype,
-            device="cpu", steps=args.steps, activation_checkpointing=checkpointed,
+            batch_size=args.batch, seq_len=args.seq, grad_accum=args.grad_accum,
+            dtype=args.dtype or ("float32" if precision else "bfloat16"), precision=precision, device="cpu",
+            steps=args.steps, activation_checkpointing=checkpointed,
         )
+        for precision in precisions
         for checkpointed in checkpointing
         for size in sizes
         for method in methods
@@ -207,6 +210,7 @@ class _ModeValue(argparse.Action):
 
 def build_parser() -> argparse.ArgumentParser:
     from core.options import at_least, number_in
+    from core.precision import DTYPE_ALIASES, PRECISION_ALIASES
     from core.spec import DTYPES
     from estimates import MODES
     from launchers import LAUNCHERS
@@ -270,7 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
             which.add_argument(f"--{mode.name}", dest="mode", action="store_const", const=mode.name, help=mode.help)
     estimate.set_defaults(mode=next(name for name, mode in MODES.items() if mode.default), mode_values=[])
     estimate.add_argument("--workload", default="llama", help="registered workload (default llama)")
-    estimate.add_argument("--size", default="7b", help="model size in workloads/sizes.toml (default 7b)")
+    estimate.add_argument("--size", default="7b", help="model size: one of workloads/sizes.toml, a shipped config "
+                          "(workloads/configs: llama3.1-8b, qwen2.5-7b, ...) or the path of a config.json (default 7b)")
     estimate.add_argument("--method", action="append", default=[],
                           help="registered method, repeatable, or all (default full)")
     estimate.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
@@ -280,8 +285,13 @@ def build_parser() -> argparse.ArgumentParser:
     estimate.add_argument("--batch", type=int, default=1, help="sequences per micro-batch (default 1; at least 1)")
     estimate.add_argument("--seq", type=int, default=2048, help="tokens per sequence (default 2048; at least 1)")
     estimate.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step (default 1; at least 1)")
-    estimate.add_argument("--dtype", choices=list(DTYPES), default="bfloat16",
-                          help="parameter dtype (default bfloat16)")
+    estimate.add_argument("--dtype", choices=[*DTYPES, *DTYPE_ALIASES],
+                          help="parameter dtype, naming its pure precision (default bfloat16 without --precision)")
+    estimate.add_argument("--precision", default="",
+                          help="precision policy, or several comma-separated: bf16-true (the paper's pure BF16), "
+                          "bf16-mixed (FP32 weights and optimizer state, BF16 autocast), 32-true, 16-mixed (FP16 "
+                          f"autocast and a GradScaler); {', '.join(PRECISION_ALIASES)} name their pure policy "
+                          "(default: --dtype's)")
     estimate.add_argument("--steps", type=int, default=2,
                           help="steps traced (default 2: the first creates the optimizer state)")
     estimate.add_argument("--sizes", help="comma-separated model sizes, instead of --size (--grid's default: "

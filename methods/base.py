@@ -32,6 +32,9 @@ class Training:
     """Called before each micro-batch's backward with whether it is the step's last one."""
     after_step: Callable[[int], None] | None = None
     """Called after each optimizer step with the 0-based step index (ReLoRA's merge)."""
+    grad_scaler: torch.amp.GradScaler | None = None
+    """Under precision 16-mixed, the GradScaler the loop scales the loss by and steps the optimizer
+    through; set by the loop from the spec's precision, never by a method."""
     is_refresh_step: Callable[[int], bool] | None = None
     """For a method that recomputes part of its state every few steps (GaLore's projectors,
     from an SVD of each gradient; ReLoRA's merge of the factors into the weights): whether the
