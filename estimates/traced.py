@@ -61,7 +61,7 @@ def describe_precision(policy: Precision) -> str:
     if policy.autocast_dtype is None:
         return f"precision {policy.name} ({weights} weights, gradients and optimizer state, no autocast)"
     compute = str(policy.autocast_dtype).removeprefix("torch.")
-    scaler = ", a GradScaler's scale and growth counter (8 bytes, under other; left out of a trace)" \
+    scaler = ", a GradScaler's scale and growth counter (one-element tensors, under other; not traced)" \
         if policy.grad_scaler else ""
     return (f"precision {policy.name} ({weights} weights, which are the master copy, {weights} gradients and "
             f"optimizer state; {compute} autocast, whose weight copies are made in the forward and kept for the "

@@ -14,8 +14,10 @@ METHOD_DEFAULT_KEYS = ("galore_rank",)
 HF_CONFIG_WORKLOADS = ("llama",)
 """Workloads whose size may also be a Hugging Face causal-LM config.json (a shipped name or a path)."""
 GALORE_RANK_PER_HIDDEN = 4
-"""A config.json size's default GaLore rank is hidden_size / this: the GaLore paper's rule at
-60M, 350M, 1B and 7B (512 / 4, 1024 / 4, 2048 / 4, 4096 / 4)."""
+"""A config.json size's default GaLore rank is hidden_size / this (the GaLore paper's rule at 60M,
+350M, 1B and 7B: 512 / 4, 1024 / 4, 2048 / 4, 4096 / 4), capped at the width of its key and value
+projections (num_key_value_heads x head_dim), the smallest side GaLore projects under grouped-query
+attention: Qwen2.5-0.5B's 128, Qwen2.5-7B's 512."""
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
 """Files whose presence makes a directory with a config.json a checkpoint to load, not a config
@@ -102,11 +104,17 @@ def model_config(workload: str, size: str) -> dict:
     return {k: v for k, v in _size_entry(workload, size).items() if k not in METHOD_DEFAULT_KEYS}
 
 
+def _key_value_width(config: dict) -> int:
+    heads = config["num_attention_heads"]
+    head_dim = config.get("head_dim") or config["hidden_size"] // heads
+    return config.get("num_key_value_heads", heads) * head_dim
+
+
 def size_default(workload: str, size: str, key: str):
     """A method's per-size default (one of METHOD_DEFAULT_KEYS), or a ValueError naming the file and key."""
     entry = _size_entry(workload, size)
     if key == "galore_rank" and "model_type" in entry:
-        return entry["hidden_size"] // GALORE_RANK_PER_HIDDEN
+        return min(entry["hidden_size"] // GALORE_RANK_PER_HIDDEN, _key_value_width(entry))
     if key not in entry:
         raise ValueError(f"{SIZES_FILE}: [{workload}.{size}] has no {key}; add one or pass the option explicitly")
     return entry[key]

@@ -70,8 +70,9 @@ def test_the_llama_sizes_still_build_llamas_own_model():
     assert model.model.layers[0].self_attn.k_proj.weight.shape == (64, 64)  # multi-head, as before
 
 
-def test_galore_rank_of_a_config_is_a_quarter_of_its_width():
+def test_galore_rank_of_a_config_is_a_quarter_of_its_width_within_its_key_value_width():
     assert size_default("llama", "gemma2-2b", "galore_rank") == 2304 // 4
+    assert size_default("llama", "qwen2.5-0.5b", "galore_rank") == 2 * 64  # not 896 // 4: k_proj is 896 x 128
     assert size_default("llama", "7b", "galore_rank") == 1024  # sizes.toml's, as before
 
 
