@@ -115,8 +115,8 @@ def command_list(args) -> int:
     from methods import METHODS
     from methods.licenses import method_licenses
     from suites.load import SuiteError, load_suite
-    from workloads import WORKLOADS
-    from workloads.sizes import model_sizes
+    from workloads import WORKLOADS, parameter_count
+    from workloads.sizes import HF_CONFIG_WORKLOADS, model_sizes, size_default
 
     print("methods:")
     for name, method in METHODS.items():
@@ -126,6 +126,10 @@ def command_list(args) -> int:
     print("workloads:")
     for name, workload in WORKLOADS.items():
         print(f"  {name:24} sizes: {', '.join(model_sizes(name))}  [data: {describe_options(workload.data_options)}]")
+        for size in model_sizes(name) if name in HF_CONFIG_WORKLOADS else ():
+            count = parameter_count(name, size)
+            print(f"    {size:22} {count / 1e9:6.3f}B parameters ({count:,})  "
+                  f"GaLore rank {size_default(name, size, 'galore_rank')}")
     print("launchers:")
     for name, launcher in LAUNCHERS.items():
         options = describe_options(launcher.options)
@@ -179,13 +183,16 @@ def estimate_specs(args, mode) -> list:
     options = dict(parse_assignment(assignment, "--option") for assignment in args.option)
     data = dict(parse_assignment(assignment, "--data") for assignment in args.data)
     checkpointing = {"no": [False], "yes": [True], "both": [False, True]}[args.checkpointing]
+    precisions = args.precision.split(",")
     specs = [
         RunSpec(
             workload=args.workload, size=size, method=method, method_options=options, data=data,
-            batch_size=args.batch * args.nproc, seq_len=args.seq, grad_accum=args.grad_accum, dtype=args.dtype,
-            device="cpu", steps=args.steps, activation_checkpointing=checkpointed, nproc=args.nproc,
+            batch_size=args.batch * args.nproc, seq_len=args.seq, grad_accum=args.grad_accum,
+            dtype=args.dtype or ("float32" if precision else "bfloat16"), precision=precision, device="cpu",
+            steps=args.steps, activation_checkpointing=checkpointed, nproc=args.nproc,
             sharding=args.sharding,
         )
+        for precision in precisions
         for checkpointed in checkpointing
         for size in sizes
         for method in methods
@@ -206,6 +213,7 @@ class _ModeValue(argparse.Action):
 
 def build_parser() -> argparse.ArgumentParser:
     from core.options import at_least, number_in
+    from core.precision import DTYPE_ALIASES, PRECISION_ALIASES
     from core.spec import DTYPES, SHARDINGS
     from estimates import MODES
     from launchers import LAUNCHERS
@@ -269,7 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
             which.add_argument(f"--{mode.name}", dest="mode", action="store_const", const=mode.name, help=mode.help)
     estimate.set_defaults(mode=next(name for name, mode in MODES.items() if mode.default), mode_values=[])
     estimate.add_argument("--workload", default="llama", help="registered workload (default llama)")
-    estimate.add_argument("--size", default="7b", help="model size in workloads/sizes.toml (default 7b)")
+    estimate.add_argument("--size", default="7b", help="model size: one of workloads/sizes.toml, a shipped config "
+                          "(workloads/configs: llama3.1-8b, qwen2.5-7b, ...) or the path of a config.json (default 7b)")
     estimate.add_argument("--method", action="append", default=[],
                           help="registered method, repeatable, or all (default full)")
     estimate.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
@@ -280,8 +289,13 @@ def build_parser() -> argparse.ArgumentParser:
                           help="sequences per micro-batch, per rank with --nproc (default 1; at least 1)")
     estimate.add_argument("--seq", type=int, default=2048, help="tokens per sequence (default 2048; at least 1)")
     estimate.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step (default 1; at least 1)")
-    estimate.add_argument("--dtype", choices=list(DTYPES), default="bfloat16",
-                          help="parameter dtype (default bfloat16)")
+    estimate.add_argument("--dtype", choices=[*DTYPES, *DTYPE_ALIASES],
+                          help="parameter dtype, naming its pure precision (default bfloat16 without --precision)")
+    estimate.add_argument("--precision", default="",
+                          help="precision policy, or several comma-separated: bf16-true (the paper's pure BF16), "
+                          "bf16-mixed (FP32 weights and optimizer state, BF16 autocast), 32-true, 16-mixed (FP16 "
+                          f"autocast and a GradScaler); {', '.join(PRECISION_ALIASES)} name their pure policy "
+                          "(default: --dtype's)")
     estimate.add_argument("--nproc", type=at_least(1), default=1,
                           help="ranks the model is sharded over, with --sharding fsdp2: figures are per rank (default 1)")
     estimate.add_argument("--sharding", choices=list(SHARDINGS), default="none",

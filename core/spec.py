@@ -17,9 +17,11 @@ from dataclasses import asdict, dataclass, field, fields
 import torch
 
 from core.options import OptionError, check_value
+from core.precision import DTYPE_ALIASES, PRECISION_ALIASES, PRECISION_OF_DTYPE, PRECISIONS, Precision, precision_name
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-"""The parameter dtypes a run or estimate may name, and their torch dtypes."""
+"""The parameter dtypes a run or estimate may name, and their torch dtypes (DTYPE_ALIASES: other
+spellings, stored as these)."""
 DEVICES = ("auto", "cpu", "cuda")
 """The device names a run may give; "cuda:N" picks one GPU."""
 SHARDINGS = ("none", "fsdp2")
@@ -79,7 +81,8 @@ class RunSpec:
     eval_batches: int = 4
     """Held-out batches evaluated after training; 0 skips evaluation."""
     dtype: str = "float32"
-    """Parameter dtype: one of DTYPES."""
+    """Parameter dtype: one of DTYPES or DTYPE_ALIASES; with no precision, the pure policy of that
+    dtype (bfloat16: bf16-true, float32: 32-true)."""
     device: str = "auto"
     """One of DEVICES: "cpu", "cuda" (or "cuda:N"), or "auto" (cuda when available)."""
     activation_checkpointing: bool = False
@@ -103,10 +106,38 @@ class RunSpec:
     and biases, GaLore and APOLLO built as its galore_adamw and apollo_adamw, target modules
     matched as its optim_target_modules); "reference" as the GaLore reference does."""
 
+    precision: str = ""
+    """One of core/precision.py's PRECISIONS ("bf16-true", "bf16-mixed", "32-true", "16-mixed"), or
+    a dtype naming its pure policy; "" takes dtype's. A pure policy is stored as its dtype, so
+    that a run has one id however it was named."""
+
     def __post_init__(self):
         for name in FIELD_TYPES:
             check_field(name, getattr(self, name))
+        self._settle_precision()
         self._check_world()
+
+    def _settle_precision(self):
+        """dtype and precision in their one canonical form, or a SpecError where they disagree."""
+        object.__setattr__(self, "dtype", DTYPE_ALIASES.get(self.dtype, self.dtype))
+        precision = precision_name(self.precision)
+        if not precision:
+            return
+        weights = next(name for name, dtype in DTYPES.items() if dtype == PRECISIONS[precision].weight_dtype)
+        if self.dtype != weights and self.dtype != "float32":  # float32: dtype's default, left out
+            raise SpecError(f"precision = {self.precision!r} keeps {weights} weights and dtype = {self.dtype!r} "
+                            f"contradicts it; accepted: dtype {weights}, or dtype left out")
+        if PRECISIONS[precision].grad_scaler and self.checkpoint_every:
+            raise SpecError(f"precision = {self.precision!r} with checkpoint_every = {self.checkpoint_every}: "
+                            "checkpoints do not hold the GradScaler's scale yet; accepted: checkpoint_every = 0")
+        pure = PRECISION_OF_DTYPE.get(weights) == precision
+        object.__setattr__(self, "dtype", weights)
+        object.__setattr__(self, "precision", "" if pure else precision)
+
+    @property
+    def policy(self) -> Precision:
+        """The precision policy the run trains under."""
+        return PRECISIONS[self.precision or PRECISION_OF_DTYPE[self.dtype]]
 
     def _check_world(self):
         """The fields that must agree for the ranks to be set up as asked."""
@@ -156,6 +187,7 @@ FIELDS_ADDED_AFTER_V2 = {
     "rdzv_endpoint": "",
     "sharding": "none",
     "conventions": "reference",
+    "precision": "",
 }
 """Fields added to RunSpec after record schema v2, with their defaults (see RunSpec.to_json)."""
 
@@ -167,7 +199,8 @@ AT_LEAST = {"seed": 0, "steps": 1, "batch_size": 1, "grad_accum": 1, "seq_len": 
 ABOVE_ZERO = ("lr",)
 FRACTIONS = ("warmup_fraction",)
 """Fields that must lie in [0, 1]."""
-CHOICES = {"dtype": tuple(DTYPES), "sharding": SHARDINGS, "conventions": CONVENTIONS}
+CHOICES = {"dtype": (*DTYPES, *DTYPE_ALIASES), "sharding": SHARDINGS, "conventions": CONVENTIONS,
+           "precision": (*PRECISIONS, *PRECISION_ALIASES)}
 NAMES = ("workload", "size", "method")
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 
@@ -192,7 +225,7 @@ def check_field(name: str, value):
         raise SpecError(f"{name} = {value!r} is out of range; accepted: {_number_kind(name)} > 0")
     if name in FRACTIONS and not 0 <= value <= 1:
         raise SpecError(f"{name} = {value!r} is out of range; accepted: a number from 0 to 1")
-    if name in CHOICES and value not in CHOICES[name]:
+    if name in CHOICES and value not in CHOICES[name] and not (name == "precision" and value == ""):
         raise SpecError(f"{name} = {value!r} is not known; accepted: {', '.join(CHOICES[name])}")
     if name == "device" and not DEVICE_PATTERN.fullmatch(value):
         raise SpecError(f"device = {value!r} is not known; accepted: {', '.join(DEVICES)}, cuda:N")

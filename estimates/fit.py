@@ -23,7 +23,7 @@ from core.spec import RunSpec
 from core.statuses import RecordKind, Status
 from core.units import BYTE_UNITS, GB, GIB
 from estimates import EstimateRequest
-from estimates.traced import traced_training
+from estimates.traced import describe_precision, traced_training
 from launchers.packages import recorded_packages
 from meters.environment import environment
 from meters.tracker import summarize
@@ -206,7 +206,7 @@ def format_fits(fits: list[Fit], wall_s: float) -> str:
             + (f" per rank, FSDP2 on {ranks} ranks (batch and memory per rank, tokens per step of all)"
                if ranks > 1 else ""),
             f"{'method':<24}{'ckpt':>5}{'batch':>7}{'peak GiB':>10}{'refresh+':>10}{'+allow GiB':>12}"
-            f"{'tokens/step':>13}{'headroom GiB':>14}  traced batches",
+            f"{'tokens/step':>13}{'headroom GiB':>14}  precision   traced batches",
         ]
         for fit in (fit for fit in fits if fit.budget == budget):
             total = total_bytes(fit.peak_bytes)
@@ -215,10 +215,11 @@ def format_fits(fits: list[Fit], wall_s: float) -> str:
             lines.append(
                 f"{fit.spec.method:<24}{'yes' if fit.spec.activation_checkpointing else 'no':>5}{fit.batch_size:>7}"
                 f"{fit.peak_bytes / GIB:>10.2f}{fit.refresh_extra_bytes / GIB:>10.2f}{total / GIB:>12.2f}"
-                f"{tokens:>13}{headroom}  {','.join(map(str, fit.traced_batches))}"
+                f"{tokens:>13}{headroom}  {fit.spec.policy.name:<12}{','.join(map(str, fit.traced_batches))}"
             )
         lines.append("")
     lines += [
+        *dict.fromkeys(f"{fit.spec.size}: {describe_precision(fit.spec.policy)}" for fit in fits),
         ALLOWANCE,
         "peak: the steady step's at that batch plus refresh+ (what the first step, which creates the optimizer "
         "state and GaLore's projectors, held above the steady step); batch 0: even batch 1 does not fit (peak at "

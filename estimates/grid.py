@@ -34,10 +34,12 @@ def _traced(spec: RunSpec, suite: str) -> Record:
 def format_grid(records: list[Record]) -> str:
     """One line per estimate: method, size, checkpointing, traced peak and the steady and refresh
     steps' peaks apart."""
-    lines = [f"{'method':<24}{'size':>6}{'ckpt':>5}{'peak GiB':>10}{'steady GiB':>12}{'refresh GiB':>13}"]
+    lines = [f"{'method':<24}{'size':>14}{'precision':>12}{'ckpt':>5}{'peak GiB':>10}{'steady GiB':>12}"
+             f"{'refresh GiB':>13}"]
     for record in records:
         spec, memory = record.spec, record.memory
-        head = f"{spec.method:<24}{spec.size:>6}{'yes' if spec.activation_checkpointing else 'no':>5}"
+        head = (f"{spec.method:<24}{spec.size:>14}{spec.policy.name:>12}"
+                f"{'yes' if spec.activation_checkpointing else 'no':>5}")
         if record.status != Status.OK:
             lines.append(f"{head}  could not be traced: {record.error}")
             continue

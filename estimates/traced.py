@@ -24,7 +24,8 @@ from torch._subclasses.fake_tensor import (
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from core.spec import DTYPES, RunSpec
+from core.precision import Precision
+from core.spec import RunSpec
 from core.statuses import RecordKind, Status
 from core.units import GB, GIB
 from estimates import EstimateRequest
@@ -49,6 +50,23 @@ CUDA_ASSUMPTIONS = (
     "no CUDA context, cuBLAS workspace or allocator fragmentation (compare with max_memory_allocated, "
     "not reserved or NVML)",
 )
+
+
+NO_ALLOWANCE = ("the tracker's bytes alone: no allowance for the CUDA context, cuBLAS workspaces or "
+                "fragmentation (--fit adds one)")
+
+
+def describe_precision(policy: Precision) -> str:
+    """The policy in words: what it keeps in which dtype, and where autocast's casts live."""
+    weights = str(policy.weight_dtype).removeprefix("torch.")
+    if policy.autocast_dtype is None:
+        return f"precision {policy.name} ({weights} weights, gradients and optimizer state, no autocast)"
+    compute = str(policy.autocast_dtype).removeprefix("torch.")
+    scaler = ", a GradScaler's scale and growth counter (one-element tensors, under other; not traced)" \
+        if policy.grad_scaler else ""
+    return (f"precision {policy.name} ({weights} weights, which are the master copy, {weights} gradients and "
+            f"optimizer state; {compute} autocast, whose weight copies are made in the forward and kept for the "
+            f"backward, under activations{scaler})")
 
 
 def _leave_memos(tensor: torch.Tensor):
@@ -262,7 +280,7 @@ def traced_training(spec: RunSpec, as_cuda: bool = True):
         if as_cuda:
             stack.callback(register_optimizer_step_pre_hook(_fused_adam_as_on_cuda).remove)
         torch.manual_seed(spec.seed)
-        model = workload.build_model(spec).to(dtype=DTYPES[spec.dtype])
+        model = workload.build_model(spec).to(dtype=spec.policy.weight_dtype)
         training = held_across_ranks(prepare_training(model, spec, workload))
         notes.extend(METHODS[spec.method].notes_for("traced" if as_cuda else "cpu"))
         training.model.train()
@@ -335,7 +353,9 @@ def format_traced(record: Record) -> str:
     lines = [
         f"Traced estimate (fake CPU tensors, no memory allocated): {spec.workload}-{spec.size}, "
         f"method {spec.method}{options}, batch {spec.batch_size} x seq {spec.seq_len} x accumulation "
-        f"{spec.grad_accum}, {spec.dtype}{_ranks_text(spec)}",
+        f"{spec.grad_accum}{_ranks_text(spec)}",
+        f"decided by: {describe_precision(spec.policy)}; activation checkpointing "
+        f"{'on' if spec.activation_checkpointing else 'off'}; {NO_ALLOWANCE}",
     ]
     if record.status != Status.OK:
         return "\n".join(lines + [f"could not be traced: {record.error}"])

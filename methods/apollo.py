@@ -53,7 +53,8 @@ class ApolloOptions:
     """std projects the smaller side; reverse_std, left, right as in GaLore."""
     target_modules: tuple[str, ...] | None = None
     """Module-name suffixes of the Linear layers to project (conventions "hf": names, substrings
-    or regexes, as transformers' optim_target_modules); None takes the workload's."""
+    or regexes, as transformers' optim_target_modules); None takes the attention and MLP Linears
+    of the model's repeated layers (methods/blocks.py)."""
 
     def __post_init__(self):
         if self.proj not in PROJECTIONS:

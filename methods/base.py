@@ -12,6 +12,7 @@ from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
 from core.options import parse_options
 from core.spec import RunSpec
+from methods.blocks import block_linear_names
 
 
 @dataclass
@@ -31,6 +32,9 @@ class Training:
     """Called before each micro-batch's backward with whether it is the step's last one."""
     after_step: Callable[[int], None] | None = None
     """Called after each optimizer step with the 0-based step index (ReLoRA's merge)."""
+    grad_scaler: torch.amp.GradScaler | None = None
+    """Under precision 16-mixed, the GradScaler the loop scales the loss by and steps the optimizer
+    through; set by the loop from the spec's precision, never by a method."""
     is_refresh_step: Callable[[int], bool] | None = None
     """For a method that recomputes part of its state every few steps (GaLore's projectors,
     from an SVD of each gradient; ReLoRA's merge of the factors into the weights): whether the
@@ -153,11 +157,11 @@ def hf_target_layers(model: torch.nn.Module, target_modules) -> dict[str, torch.
 
 
 def projected_and_plain(model: torch.nn.Module, target_modules, workload, conventions: str) -> tuple[list, list]:
-    """The trainable weights of the Linear layers named by target_modules (None: the workload's
-    attention and MLP layers), which projection methods project, and every other trainable
-    parameter. Names match by suffix (conventions "reference", as peft's target_modules) or as
-    Hugging Face's Trainer matches optim_target_modules ("hf")."""
-    targets = target_modules or workload.target_modules
+    """The trainable weights of the Linear layers named by target_modules (None: the attention and
+    MLP Linears of the model's repeated layers, methods/blocks.py), which projection methods
+    project, and every other trainable parameter. Names match by suffix (conventions "reference",
+    as peft's target_modules) or as Hugging Face's Trainer matches optim_target_modules ("hf")."""
+    targets = target_modules or block_linear_names(model)
     layers = linear_layers(model, targets) if conventions == "reference" else hf_target_layers(model, targets)
     projected = [layer.weight for layer in layers.values() if layer.weight.requires_grad]
     if not projected:

@@ -30,7 +30,8 @@ class FiraOptions:
     """std (project the smaller side), reverse_std, left, right, or full (both sides)."""
     target_modules: tuple[str, ...] | None = None
     """Module-name suffixes of the Linear layers to project (conventions "hf": names, substrings
-    or regexes, as transformers' optim_target_modules); None takes the workload's."""
+    or regexes, as transformers' optim_target_modules); None takes the attention and MLP Linears
+    of the model's repeated layers (methods/blocks.py)."""
 
     def __post_init__(self):
         check_projection_options(self.rank, self.update_proj_gap, self.proj_type, ("alpha", self.alpha))

@@ -1,7 +1,7 @@
 """GaLore (Zhao et al., ICML 2024): AdamW on gradients projected to a low-rank subspace.
 
-Only the weights of the Linear layers named by target_modules (default: the workload's
-attention and MLP layers) are projected; everything else (embeddings, norms, LM head)
+Only the weights of the Linear layers named by target_modules (default: the attention
+and MLP Linears of the model's repeated layers) are projected; everything else (embeddings, norms, LM head)
 gets plain AdamW in the same optimizer, as in the paper. Under conventions "hf" the optimizer
 is built as transformers' Trainer builds galore_adamw (and its 8-bit and layer-wise forms).
 """
@@ -34,7 +34,8 @@ class GaLoreOptions:
     """std (project the smaller side), reverse_std, left, right, or full (both sides)."""
     target_modules: tuple[str, ...] | None = None
     """Module-name suffixes of the Linear layers to project (conventions "hf": names, substrings
-    or regexes, as transformers' optim_target_modules); None takes the workload's."""
+    or regexes, as transformers' optim_target_modules); None takes the attention and MLP Linears
+    of the model's repeated layers (methods/blocks.py)."""
 
     def __post_init__(self):
         check_projection_options(self.rank, self.update_proj_gap, self.proj_type, ("scale", self.scale))

@@ -21,9 +21,15 @@ class _Int8Matmul(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, layer, bias):
+        # Under autocast (precision bf16-mixed) the matmuls run in autocast's dtype, as a Linear's
+        # would; the backward, which autocast does not reach, then finds x in it too.
+        device = x.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+        x = x.to(dtype)
         ctx.layer = layer
         ctx.save_for_backward(x)
-        return torch.nn.functional.linear(x, layer.dequantized(x.dtype), bias)
+        with torch.autocast(device, enabled=False):
+            return torch.nn.functional.linear(x, layer.dequantized(dtype), None if bias is None else bias.to(dtype))
 
     @staticmethod
     def backward(ctx, grad_output):
@@ -34,10 +40,12 @@ class _Int8Matmul(torch.autograd.Function):
         grad_rows, input_rows = grad_output.reshape(-1, out_features), x.reshape(-1, in_features)
         weight = layer.weight
         # Micro-batches accumulate, as autograd accumulates a .grad.
+        # In the scales' dtype (the weights' own): FP32 under bf16-mixed, whatever autocast computed in.
+        dtype = layer.weight_scales.dtype
         if getattr(weight, "float_grad", None) is None:
-            weight.float_grad = grad_rows.T @ input_rows
+            weight.float_grad = (grad_rows.T @ input_rows).to(dtype)
         else:
-            weight.float_grad.addmm_(grad_rows.T, input_rows)
+            weight.float_grad.addmm_(grad_rows.T.to(dtype), input_rows.to(dtype))
         grad_bias = grad_rows.sum(0) if ctx.needs_input_grad[2] else None
         return grad_input, None, grad_bias
 

@@ -17,6 +17,7 @@ import torch
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 from methods.base import Method, Training, adamw, options_rank, warmup_cosine_schedule, weight_decay_groups
+from methods.blocks import block_linear_names
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,8 @@ class LoraOptions:
     train_non_lora: bool = True
     """Keep embeddings, norms and head trainable (the paper's comparison); False freezes them."""
     target_modules: tuple[str, ...] | None = None
-    """Module-name suffixes to adapt; None takes the workload's attention and MLP Linears."""
+    """Module-name suffixes to adapt; None takes the attention and MLP Linears of the model's
+    repeated layers (methods/blocks.py), whatever the architecture names them."""
 
     def __post_init__(self):
         if self.rank < 1:
@@ -44,7 +46,7 @@ class LoraOptions:
 def wrap_with_lora(model: torch.nn.Module, options: LoraOptions, workload, **variant) -> torch.nn.Module:
     """Return the peft model with the trainable set the options ask for; `variant` goes to
     peft's LoraConfig as it is (DoRA's use_dora, PiSSA's init_lora_weights)."""
-    targets = list(options.target_modules or workload.target_modules)
+    targets = list(options.target_modules or block_linear_names(model))
     config = peft.LoraConfig(
         r=options.rank, lora_alpha=options.alpha, lora_dropout=options.dropout, target_modules=targets, **variant
     )

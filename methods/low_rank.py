@@ -17,6 +17,7 @@ import torch
 
 from methods import full
 from methods.base import Method, NoOptions, linear_layers, options_rank
+from methods.blocks import block_linear_names
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,8 @@ class LowRankOptions:
     rank: int = 8
     """Inner dimension r of each factorised weight W = B A."""
     target_modules: tuple[str, ...] | None = None
-    """Module-name suffixes to factorise; None takes the workload's attention and MLP Linears."""
+    """Module-name suffixes to factorise; None takes the attention and MLP Linears of the model's
+    repeated layers (methods/blocks.py)."""
 
     def __post_init__(self):
         if self.rank < 1:
@@ -60,7 +62,7 @@ def factorise_linears(model: torch.nn.Module, suffixes: tuple[str, ...], rank: i
 
 
 def prepare(model, spec, options, workload):
-    suffixes = tuple(options.target_modules or workload.target_modules)
+    suffixes = tuple(options.target_modules or block_linear_names(model))
     if factorise_linears(model, suffixes, options.rank) == 0:
         raise ValueError(f"options.target_modules {suffixes} matched no Linear layer of the model")
     return full.prepare(model, spec, NoOptions(), workload)

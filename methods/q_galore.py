@@ -7,7 +7,7 @@ config key percentile_clipping, which bitsandbytes no longer has: the README), a
 calls torch.cuda.synchronize() after every parameter's update, so it could not step on CPU anyway.
 
 What is trained, as the reference's q_galore_adamw8bit:
-  - The projected Linear layers (the workload's attention and MLP layers) hold their weights as
+  - The projected Linear layers (the attention and MLP Linears of the model's repeated layers) hold their weights as
     INT8 codes with a scale and a zero point per 256 elements (methods/int8_linear.py). Each
     step: G (the gradient of the dequantized weight) is projected, R = Pᵀ G or G Q, by the
     dequantized INT4 projector; bitsandbytes' 8-bit blockwise Adam gives the normalized
@@ -74,7 +74,7 @@ class QGaLoreOptions:
     """std (project the smaller side), reverse_std, left or right."""
     target_modules: tuple[str, ...] | None = None
     """Module-name suffixes of the Linear layers to quantize and project (conventions "hf": names,
-    substrings or regexes, as transformers' optim_target_modules); None takes the workload's."""
+    substrings or regexes, as transformers' optim_target_modules); None takes the attention and MLP Linears of the model's repeated layers."""
     weight_group_size: int = 256
     """Elements per scale and zero point of the INT8 weights."""
     projector_group_size: int = 256

@@ -2,12 +2,13 @@
 
 The model is quantized as a user would by hand (we build models from a config with random
 init, so transformers' from_pretrained quantization_config does not apply): each Linear that
-LoRA adapts (the workload's attention and MLP Linears, or options.target_modules) becomes a
-bitsandbytes Linear4bit whose weight is an NF4 Params4bit, 64-element blocks, each with a
+LoRA adapts (the attention and MLP Linears of the repeated layers, or options.target_modules)
+becomes a bitsandbytes Linear4bit whose weight is an NF4 Params4bit, 64-element blocks, each with a
 float32 absmax; with double quantization (the paper's default) those absmax values are
 themselves quantized to 8 bits in blocks of 256 with one float32 scale per block. Embeddings,
-norms, the LM head and a task head stay in the spec's dtype (and, by default, trainable:
-train_non_lora, as in `lora`); the 4-bit layers compute in the spec's dtype.
+norms, the LM head and a task head stay in the precision's weight dtype (and, by default,
+trainable: train_non_lora, as in `lora`); the 4-bit layers compute in its compute dtype (under
+bf16-mixed, BF16: the dtype autocast hands them).
 
 bitsandbytes 0.50.2 runs this on CPU: quantization in torch (its default backend), the
 dequantization in its CPU library, and the matmul as dequantize-then-linear, forward and
@@ -20,8 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
-from core.spec import DTYPES
 from methods.base import Method, bitsandbytes, linear_layers, options_rank
+from methods.blocks import block_linear_names
 from methods.lora import LoraOptions, train_adapted, wrap_with_lora
 
 NF4_BLOCK_SIZE = 64
@@ -37,7 +38,7 @@ class QloraOptions(LoraOptions):
 def quantize_to_nf4(model: torch.nn.Module, options: QloraOptions, workload, compute_dtype: torch.dtype):
     """Replace the target Linear layers of `model` by NF4 Linear4bit layers, quantized on each
     weight's device."""
-    suffixes = options.target_modules or workload.target_modules
+    suffixes = options.target_modules or block_linear_names(model)
     targets = linear_layers(model, suffixes)  # as peft matches target_modules
     if not targets:
         raise ValueError(f"options.target_modules {list(suffixes)} matches no Linear layer of the model")
@@ -61,7 +62,7 @@ def quantize_to_nf4(model: torch.nn.Module, options: QloraOptions, workload, com
 
 
 def prepare(model, spec, options, workload):
-    quantize_to_nf4(model, options, workload, compute_dtype=DTYPES[spec.dtype])
+    quantize_to_nf4(model, options, workload, compute_dtype=spec.policy.compute_dtype)
     return train_adapted(wrap_with_lora(model, options, workload), spec)
 
 

@@ -19,7 +19,7 @@ from core.spec import RunSpec, SpecError, check_field
 from launchers import LAUNCHERS
 from methods import METHODS
 from workloads import WORKLOADS
-from workloads.sizes import model_sizes
+from workloads.sizes import is_model_size, model_sizes
 
 GRID_FIELDS = ("workload", "size", "method", "method_options", "seed")
 SPEC_FIELDS = tuple(f.name for f in fields(RunSpec) if f.name not in GRID_FIELDS)
@@ -89,7 +89,10 @@ def _entries(document: dict, key: str, source: str) -> list[dict]:
 def _workload_entry(index: int, entry: dict, source: str) -> tuple[str, dict]:
     where = f"workloads[{index}]."
     name = _require(entry, "name", where, source, list(WORKLOADS))
-    size = _require(entry, "size", where, source, model_sizes(name))
+    if isinstance(entry.get("size"), str) and is_model_size(name, entry["size"]):
+        size = entry["size"]  # a listed size, or the path of a config.json
+    else:
+        size = _require(entry, "size", where, source, model_sizes(name))
     return where, {"workload": name, "size": size, **_spec_fields(entry, where, source, WORKLOAD_KEYS)}
 
 

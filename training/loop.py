@@ -13,7 +13,7 @@ from typing import Iterator
 import torch
 from tqdm import tqdm
 
-from core.spec import DTYPES, RunSpec, resolve_device
+from core.spec import RunSpec, resolve_device
 from meters import memory, timing
 from meters.tracker import CUDA_ALLOCATION_GRANULARITY_BYTES, MemoryTracker
 from methods import prepare_training
@@ -66,24 +66,39 @@ def divergence(metrics: Metrics) -> str | None:
     return None
 
 
+def autocast(spec: RunSpec, device: torch.device):
+    """The forward's torch.autocast under a mixed precision policy; nothing under a pure one."""
+    dtype = spec.policy.autocast_dtype
+    return torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
+
+
 def optimizer_step(spec: RunSpec, workload, training, batches, device, ranks=None) -> tuple[torch.Tensor, int]:
     """One optimizer step over spec.grad_accum micro-batches; returns (loss, tokens seen). `ranks`
     (training/parallel.Ranks; None: one process) when the run has several."""
     step_loss = torch.zeros((), device=device)
     step_tokens = 0
+    scaler = training.grad_scaler
     for micro_batch in range(spec.grad_accum):
         batch = {name: tensor.to(device) for name, tensor in next(batches).items()}
         if training.before_micro_batch:
             training.before_micro_batch(micro_batch == spec.grad_accum - 1)
-        loss = parallel.share_of_mean(workload.loss(training.model, batch), workload, batch, ranks)
+        # The forward alone under autocast: the backward runs each op in its forward's dtype.
+        with autocast(spec, device):
+            loss = parallel.share_of_mean(workload.loss(training.model, batch), workload, batch, ranks)
         loss = loss / spec.grad_accum
-        loss.backward()
+        (scaler.scale(loss) if scaler else loss).backward()
         step_loss += loss.detach()
         step_tokens += workload.count_tokens(batch)
     if not training.steps_in_backward:
         if spec.grad_clip > 0:
+            if scaler:
+                scaler.unscale_(training.optimizer)  # clip the true gradients, not the scaled ones
             torch.nn.utils.clip_grad_norm_(training.model.parameters(), spec.grad_clip)
-        training.optimizer.step()
+        if scaler:
+            scaler.step(training.optimizer)  # skipped, and the scale lowered, where a gradient overflowed
+            scaler.update()
+        else:
+            training.optimizer.step()
         training.optimizer.zero_grad(set_to_none=True)
     return step_loss, step_tokens
 
@@ -119,8 +134,10 @@ def train(spec: RunSpec, progress: bool = True, checkpoint_dir: Path | None = No
     # The same seed on every rank: the same initial weights, the same stream of global batches.
     torch.manual_seed(spec.seed)
     workload = WORKLOADS[spec.workload]
-    model = workload.build_model(spec).to(device=device, dtype=DTYPES[spec.dtype])
+    model = workload.build_model(spec).to(device=device, dtype=spec.policy.weight_dtype)
     training = parallel.wrap(prepare_training(model, spec, workload), spec, ranks)
+    if spec.policy.grad_scaler:
+        training.grad_scaler = torch.amp.GradScaler(device.type)
     model = training.model
     model.train()
     clock = timing.StepClock(device, spec.timing_warmup_steps)
@@ -158,8 +175,9 @@ def train(spec: RunSpec, progress: bool = True, checkpoint_dir: Path | None = No
         if checkpointing and (step + 1) % spec.checkpoint_every == 0 and step + 1 < spec.steps:
             save_checkpoint(checkpoint_dir, step + 1, training, losses, clock, tracker)
 
-    metrics = Metrics.of(losses, workload.loss_floor(spec), workload.uniform_loss(spec), clock.summary(),
-                         workload.evaluate(model, spec))
+    with autocast(spec, device):
+        evaluation = workload.evaluate(model, spec)
+    metrics = Metrics.of(losses, workload.loss_floor(spec), workload.uniform_loss(spec), clock.summary(), evaluation)
     parallel.reshard(model)  # FSDP2: the evaluation's forward left the root's weights gathered
     figures = Memory.of(tracker.summary(), memory.state_bytes(training), memory.peak_memory(device))
     figures = parallel.gather_memory(figures, ranks)

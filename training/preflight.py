@@ -60,6 +60,10 @@ def _check_method(spec: RunSpec, workload):
         raise PreflightError(str(error)) from None
     if METHODS[spec.method].svd_rank:
         _check_svd_rank(training)
+    if spec.policy.grad_scaler and training.steps_in_backward:
+        raise PreflightError(f"method {spec.method} updates the weights inside the backward, before a GradScaler "
+                             f"could unscale their gradients or skip an overflowed step: precision "
+                             f"{spec.policy.name} cannot train it; accepted: bf16-mixed, bf16-true, 32-true")
 
 
 def _check_svd_rank(training):
@@ -84,6 +88,10 @@ def _check_timed_steps(spec: RunSpec):
 def _check_device(spec: RunSpec):
     # A run only: a traced estimate assumes CUDA on fake CPU tensors, whatever its spec's device.
     device = resolve_device(spec.device)
+    if spec.policy.cuda_only and device.type != "cuda":
+        raise PreflightError(f"precision {spec.policy.name} trains on CUDA devices only (FP16 autocast with a "
+                             f"GradScaler) and device = {spec.device!r} is {device.type} here; accepted: bf16-mixed, "
+                             "bf16-true, 32-true, or a CUDA device")
     if METHODS[spec.method].cuda_only and device.type != "cuda":
         raise PreflightError(f"method {spec.method} trains on CUDA devices only (it moves tensors between the GPU and "
                              f"the host) and device = {spec.device!r} is {device.type} here; accepted: cuda, or auto "

@@ -25,8 +25,6 @@ class Workload:
     """The name suites and run specs use, e.g. "llama"."""
     data_options: type
     """Frozen dataclass of the `data` options a run may give, each with a docstring."""
-    target_modules: tuple[str, ...]
-    """Name suffixes of the attention and MLP Linear layers that low-rank methods adapt."""
     head_modules: tuple[str, ...]
     """Names of modules a fine-tuning task adds (a classifier head): trained by every method,
     LoRA included when it freezes the rest; empty for pre-training."""

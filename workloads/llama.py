@@ -1,4 +1,6 @@
-"""LLaMA causal-LM pre-training from random init, as in the GaLore paper.
+"""Causal-LM pre-training from random init, as in the GaLore paper: the paper's LLaMA sizes
+(workloads/sizes.toml), or any architecture transformers knows from a Hugging Face config.json
+(a shipped name under workloads/configs, or a path; a checkpoint directory is loaded).
 
 data.corpus picks the text: "markov" (default; generated offline, with a known loss floor),
 "c4" (allenai/c4 "en" streamed from the Hub) or "local" (data.path, a directory of text files).
@@ -11,7 +13,7 @@ from functools import cache
 from typing import Iterator
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, PretrainedConfig
 
 from results.schema import Evaluation
 from workloads import local_text, markov_corpus, text_corpus
@@ -86,7 +88,6 @@ def _ending_with_error(batches: Iterator[dict], message: str) -> Iterator[dict]:
 class LlamaPretraining(TransformersLossMixin, Workload):
     name = "llama"
     data_options = LlamaData
-    target_modules = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
     head_modules = ()
     packages = ("datasets",)
 
@@ -94,6 +95,10 @@ class LlamaPretraining(TransformersLossMixin, Workload):
         if spec.seq_len < 2:
             raise ValueError(f"seq_len = {spec.seq_len}: a causal LM predicts each token from those before it, so a "
                              "sequence needs at least 2 tokens; accepted: 2 or more")
+        longest = self.config(spec).max_position_embeddings
+        if spec.seq_len > longest:
+            raise ValueError(f"seq_len = {spec.seq_len} is longer than size {spec.size!r} takes "
+                             f"(max_position_embeddings); accepted: 2..{longest}")
         data = self.data(spec)
         if data.corpus == "markov":
             return
@@ -106,8 +111,11 @@ class LlamaPretraining(TransformersLossMixin, Workload):
         elif not hub_reachable():
             text_corpus.load_documents(data.corpus, "train", {})  # its one line: the Hub is out of reach
 
-    def config(self, spec) -> LlamaConfig:
+    def config(self, spec) -> PretrainedConfig:
         values = model_config("llama", spec.size)
+        if "model_type" in values:
+            values.pop("pretrained", None)
+            return AutoConfig.for_model(**values)
         return LlamaConfig(
             **values,
             max_position_embeddings=max(spec.seq_len, 1024),
@@ -117,6 +125,12 @@ class LlamaPretraining(TransformersLossMixin, Workload):
         )
 
     def build_model(self, spec) -> torch.nn.Module:
+        values = model_config("llama", spec.size)
+        if "pretrained" in values:
+            return AutoModelForCausalLM.from_pretrained(values["pretrained"], dtype=torch.float32)
+        if "model_type" in values:
+            return AutoModelForCausalLM.from_config(self.config(spec), dtype=torch.float32)
+        # The paper's sizes: LLaMA's own class, as every record and baseline so far was built.
         return LlamaForCausalLM(self.config(spec))
 
     def _chain(self, spec) -> markov_corpus.MarkovChain:

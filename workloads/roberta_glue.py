@@ -77,7 +77,6 @@ class RobertaGlue(TransformersLossMixin, Workload):
     # As the GaLore repo's run_glue.py: its names match by substring there and by suffix in
     # peft and our methods; either way "output.dense" takes both the attention output projection
     # (attention.output.dense) and the MLP's output (output.dense): all six Linears of a layer.
-    target_modules = ("query", "key", "value", "intermediate.dense", "output.dense")
     head_modules = ("classifier",)
     name = "roberta_glue"
     data_options = GlueData

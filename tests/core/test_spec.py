@@ -23,7 +23,7 @@ REFUSED = {
     "checkpoint_every": (-1, "checkpoint_every = -1 is out of range; accepted: an integer >= 0"),
     "seed": (-3, "seed = -3 is out of range; accepted: an integer >= 0"),
     "nproc": (0, "nproc = 0 is out of range; accepted: an integer >= 1"),
-    "dtype": ("float16", "dtype = 'float16' is not known; accepted: float32, bfloat16"),
+    "dtype": ("float16", "dtype = 'float16' is not known; accepted: float32, bfloat16, bf16, fp32"),
     "sharding": ("zero3", "sharding = 'zero3' is not known; accepted: none, fsdp2"),
     "conventions": ("torchtune", "conventions = 'torchtune' is not known; accepted: reference, hf"),
     "device": ("cpu:banana", "device = 'cpu:banana' is not known; accepted: auto, cpu, cuda, cuda:N"),

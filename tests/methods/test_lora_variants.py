@@ -16,6 +16,9 @@ from tests.methods.test_successors import FLOAT32_BYTES, assert_loss_falls
 from training.loop import train
 from workloads import WORKLOADS
 
+LLAMA_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+"""LLaMA's attention and MLP Linears: what the methods place themselves on by default."""
+
 RANK = 8
 WORKLOAD = WORKLOADS["llama"]
 
@@ -33,7 +36,7 @@ def adapted_shapes_and_plain_numels(model):
     """(out, in) of every Linear LoRA adapts, and the numel of every other parameter (trained
     too, train_non_lora being on by default)."""
     adapted = {name: module for name, module in model.named_modules()
-               if isinstance(module, torch.nn.Linear) and name.split(".")[-1] in WORKLOAD.target_modules}
+               if isinstance(module, torch.nn.Linear) and name.split(".")[-1] in LLAMA_LINEARS}
     adapted_ids = {id(module.weight) for module in adapted.values()}
     plain = [p.numel() for p in model.parameters() if id(p) not in adapted_ids]
     return [tuple(module.weight.shape) for module in adapted.values()], plain

@@ -20,6 +20,10 @@ from workloads import WORKLOADS
 
 DATA = {"llama": {}, "roberta_glue": {"task": "synthetic-classification"}}
 """Each workload's offline data: the contract must not need the network."""
+MODELS = [("llama", "tiny"), ("llama", "tiny-qwen2"), ("llama", "tiny-gemma2"), ("roberta_glue", "tiny")]
+"""(workload, size): every workload's tiny size, and a tiny config of each architecture family
+beyond LLaMA's (Qwen2: grouped-query attention, biased q/k/v, tied head; Gemma 2: head_dim apart
+from hidden / heads, four norms a layer, soft-capped logits, tied head)."""
 OPTIONS = {
     "relora": {"rank": 4, "reset_interval": 2, "restart_warmup_steps": 1},
     **{name: {"update_proj_gap": 2} for name in METHODS if name.startswith(("galore", "apollo", "fira"))},
@@ -39,24 +43,24 @@ DETERMINISTIC_MEMORY = ("tracker_peak_bytes", "tracker_at_peak_bytes", "tracker_
                         "trainable_weight_bytes", "frozen_weight_bytes", "optimizer_state_bytes")
 
 
-def contract_spec(method: str, workload: str):
+def contract_spec(method: str, workload: str, size: str = "tiny"):
     # A CUDA-only method runs on CUDA: on the CPU its package cannot build at all.
     device = "cuda" if METHODS[method].cuda_only else "cpu"
-    return tiny_spec(workload=workload, method=method, method_options=OPTIONS.get(method, {}), data=DATA[workload],
+    return tiny_spec(workload=workload, size=size, method=method, method_options=OPTIONS.get(method, {}), data=DATA[workload],
                      steps=4, timing_warmup_steps=2, batch_size=4, seq_len=32, lr=1e-3, device=device)
 
 
-def test_every_workload_has_offline_contract_data():
-    assert set(DATA) == set(WORKLOADS)
+def test_every_workload_has_offline_contract_data_and_a_model():
+    assert set(DATA) == set(WORKLOADS) == {workload for workload, _ in MODELS}
 
 
-@pytest.mark.parametrize("workload", list(WORKLOADS))
+@pytest.mark.parametrize("workload, size", MODELS)
 @pytest.mark.parametrize("method", list(METHODS))
-def test_method_trains_the_workload_into_a_complete_record(method, workload, one_thread):
+def test_method_trains_the_workload_into_a_complete_record(method, workload, size, one_thread):
     if METHODS[method].cuda_only and not torch.cuda.is_available():
         pytest.skip(f"method {method} trains on CUDA devices only and this machine has none; its traced estimate "
                     "is in the memory gate (results/baselines/ci_traced_7b.json)")
-    spec = contract_spec(method, workload)
+    spec = contract_spec(method, workload, size)
     metrics, memory = train(spec, progress=False)
     record = Record(run_id=spec.run_id, suite="contract", label=method, spec=spec, status="ok", metrics=metrics,
                     memory=memory, environment=environment(resolve_device(spec.device), recorded_packages()),
