@@ -9,6 +9,13 @@ from reports.labels import row_key
 from results.schema import MEMORY_CATEGORIES, Record
 
 
+def estimate_setting(spec) -> str:
+    """What sets a traced estimate apart besides its size and method: batch, sequence length,
+    precision policy and, with several ranks, FSDP2's (figures per rank)."""
+    ranks = f", FSDP2 x{spec.world_size} (per rank)" if spec.world_size > 1 else ""
+    return f"batch {spec.batch_size}, seq {spec.seq_len}, {spec.policy.name}{ranks}"
+
+
 def estimates_table(records: list[Record], labels: dict[str, str]) -> pd.DataFrame:
     """One row per traced estimate (failed ones with their status), by row label, figures as text."""
     rows = []
@@ -17,7 +24,7 @@ def estimates_table(records: list[Record], labels: dict[str, str]) -> pd.DataFra
             continue
         spec = record.spec
         row = {"workload": record.workload_name, "method": labels[row_key(record)],
-               "setting": f"batch {spec.batch_size}, seq {spec.seq_len}, {spec.dtype}",
+               "setting": estimate_setting(spec),
                "status": record.status if record.status == Status.OK else f"{record.status}: {record.error}"}
         peak, breakdown = record.memory.tracker_peak_bytes, record.memory.tracker_at_peak_bytes or {}
         row["estimated peak (GB)"] = f"{peak / GB:.2f}" if peak else None

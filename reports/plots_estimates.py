@@ -5,6 +5,7 @@ from pathlib import Path
 
 from core.statuses import RecordKind, Status
 from core.units import GB
+from reports.estimates_table import estimate_setting
 from reports.labels import row_key
 from reports.plots import legend_below, panels, save
 from results.schema import Record
@@ -13,12 +14,12 @@ CARDS_GB = ((24, "24 GB (RTX 4090, L4)"), (40, "40 GB (A100 40GB)"), (80, "80 GB
 
 
 def _setting(record: Record) -> str:
-    spec = record.spec
-    return f"{spec.workload}, batch {spec.batch_size}, seq {spec.seq_len}, {spec.dtype}"
+    return f"{record.spec.workload}, {estimate_setting(record.spec)}"
 
 
 def estimates_by_setting(records: list[Record]) -> dict[str, list[Record]]:
-    """Successful traced estimates grouped by workload, batch, sequence length and dtype."""
+    """Successful traced estimates grouped by workload, batch, sequence length, precision policy
+    and ranks."""
     by_setting: dict[str, list[Record]] = {}
     for record in records:
         if record.kind == RecordKind.TRACED_ESTIMATE and record.status == Status.OK and record.memory.tracker_peak_bytes:
