@@ -82,33 +82,48 @@ class _WorkloadAtDepth:
 
 
 class _SegmentTracker(MemoryTracker):
-    """The memory tracker, also keeping the highest total of each segment of a step: the forward
+    """The memory tracker, also keeping the highest total of each segment of a step (the forward
     and the backward of each block, what comes before, between and after them, the optimizer
-    step. Each segment's peak is a candidate for the step's; extrapolated, they show whether the
-    step's peak stays in the segment it falls in at the probed depths. (It reads the tracker's
-    running total where the tracker updates it.)"""
+    step) and the breakdown at it. Each segment's peak is a candidate for the step's: the one
+    highest at the full depth is the step's there. (It reads the tracker's running total and live
+    storages where the tracker updates them, and copies them as lazily as it does.)"""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         _SegmentTracker.latest = self  # the probe's one training
-        self.segment_peaks: dict[tuple, int] = {}
-        self._segment, self._segment_peak_bytes = ("before the blocks", None), 0
+        self.segment_peaks: dict[tuple, tuple[int, dict[str, int]]] = {}
+        """The latest step's segments, in the order they began: (peak bytes, breakdown at it)."""
+        self._snapshots: dict[tuple, tuple[int, dict[int, int]]] = {}
         _, self._blocks = repeated_layers(self.model)
+        self._open(("before the blocks", None))
+
+    def _open(self, segment: tuple):
+        self._segment, self._segment_peak_bytes = segment, self._total_bytes
+        self._segment_live, self._segment_pending = {}, True
 
     def _key(self, tensor, existed_before=False):
         key = super()._key(tensor, existed_before)
-        self._segment_peak_bytes = max(self._segment_peak_bytes, self._total_bytes)
+        if self._total_bytes > self._segment_peak_bytes:
+            self._segment_peak_bytes, self._segment_pending = self._total_bytes, True
         return key
 
+    def _freed(self, key: int):
+        if self._segment_pending:
+            self._segment_live, self._segment_pending = dict(self._live_bytes), False
+        super()._freed(key)
+
     def _cut(self, segment: tuple):
-        peaks = self.segment_peaks
-        peaks[self._segment] = max(peaks.get(self._segment, 0), self._segment_peak_bytes)
-        self._segment, self._segment_peak_bytes = segment, self._total_bytes
+        if self._segment_pending:
+            self._segment_live, self._segment_pending = dict(self._live_bytes), False
+        held = self._snapshots.get(self._segment)
+        if held is None or self._segment_peak_bytes > held[0]:  # a segment met again: its first highest
+            self._snapshots[self._segment] = (self._segment_peak_bytes, self._segment_live)
+        self._open(segment)
 
     def _begin(self):
         super()._begin()
-        self.segment_peaks = {}
-        self._segment, self._segment_peak_bytes = ("before the blocks", None), self._total_bytes
+        self._snapshots = {}
+        self._open(("before the blocks", None))
         in_backward = lambda: torch._C._current_graph_task_id() != -1  # noqa: E731
         for index, block in enumerate(self._blocks):
             def entered(module, args, kwargs, index=index):
@@ -135,6 +150,9 @@ class _SegmentTracker(MemoryTracker):
     def _end(self):
         self._cut(("end", None))
         super()._end()
+        # Categories are read once the step has ended, as the tracker reads its own.
+        self.segment_peaks = {segment: (peak_bytes, self._breakdown(live))
+                              for segment, (peak_bytes, live) in self._snapshots.items()}
 
 
 def _serve(spec: RunSpec, depth: int, connection):
@@ -178,42 +196,37 @@ def _bound_at(values: list[int], depth: int) -> int:
     return int(values[-1] + max(0, rise_per_block) * (depth - PROBE_DEPTHS[-1]))
 
 
-def _phase(step: StepMemory) -> str:
-    return "optimizer step" if step.peak_bytes > step.outside_optimizer_peak_bytes else "forward and backward"
-
-
-def _by_position(segment_peaks: dict[tuple, int], depth: int) -> dict[str, int]:
-    """A probe's segment peaks by where they sit: a block's by first or last block (the one block
-    of a single-block probe is both); an inner block's must lie below the first's or the last's."""
+def _by_position(segment_peaks: dict[tuple, tuple], depth: int) -> dict[str, tuple]:
+    """A probe's segment peaks by where they sit: a block's by first or last block; an inner
+    block's must lie below the first's or the last's."""
     by_position = {}
-    for (segment, block), peak_bytes in segment_peaks.items():
+    for (segment, block), peak in segment_peaks.items():
         if block is None:
-            by_position[segment] = peak_bytes
+            by_position[segment] = peak
         for position in ("first",) * (block == 0) + ("last",) * (block == depth - 1):
-            by_position[f"{segment} {position} block"] = peak_bytes
-    for (segment, block), peak_bytes in segment_peaks.items():
-        if block not in (None, 0, depth - 1) and peak_bytes > max(by_position[f"{segment} first block"],
-                                                                   by_position[f"{segment} last block"]):
+            by_position[f"{segment} {position} block"] = peak
+    for (segment, block), (peak_bytes, _) in segment_peaks.items():
+        if block not in (None, 0, depth - 1) and peak_bytes > max(by_position[f"{segment} first block"][0],
+                                                                   by_position[f"{segment} last block"][0]):
             raise NotByStructure(f"the {segment} peak of an inner block is above the first's and the last's")
     return by_position
 
 
-def _outside_optimizer_peak(probes: list[StepMemory], positions: list[dict[str, int]], depth: int, index: int) -> int:
-    """The forward and backward's peak at `depth` blocks: on its line, or, where it moves between
-    segments within the probed depths, the highest of those segments' peaks, each on its line."""
-    values = [probe.outside_optimizer_peak_bytes for probe in probes]
-    value = affine_at(values, depth)
-    if value is not None:
-        return value
+def _outside_optimizer_peak(probes: list[StepMemory], positions: list[dict[str, tuple]], depth: int, index: int) -> int:
+    """The forward and backward's peak at `depth` blocks: the highest at that depth of the peaks of
+    the segments outside the optimizer step, which must be on their line (it may move between
+    them as blocks are added, as the step's peak may)."""
     segments = [segment for segment in positions[0]
                 if not segment.startswith("optimizer step") and all(segment in peaks for peaks in positions)]
-    on_lines = [affine_at([peaks[segment] for peaks in positions], depth) for segment in segments]
-    if None in on_lines or any(max(peaks[segment] for segment in segments) != value
-                               for peaks, value in zip(positions, values)):
-        shown = ", ".join(f"{value} at {blocks}" for value, blocks in zip(values, PROBE_DEPTHS))
-        raise NotByStructure(f"step {index}'s forward and backward peak is not affine in the blocks ({shown} bytes), "
-                             "nor is each of its segments'")
-    return max(on_lines)
+    for probe, peaks in zip(probes, positions):
+        if max(peaks[segment][0] for segment in segments) != probe.outside_optimizer_peak_bytes:
+            raise NotByStructure(f"step {index}'s segments do not hold its forward and backward peak")
+    at_full_depth = {segment: _bound_at([peaks[segment][0] for peaks in positions], depth) for segment in segments}
+    highest = _first_highest(at_full_depth)
+    if affine_at([peaks[highest][0] for peaks in positions], depth) is None:
+        raise NotByStructure(f"step {index}'s forward and backward peak at {depth} blocks lies in the {highest}, "
+                             "whose peak is not affine in the blocks")
+    return at_full_depth[highest]
 
 
 def extrapolated_step(probes: list[StepMemory], segment_peaks: list[dict[tuple, int]], depth: int,
@@ -230,14 +243,18 @@ def extrapolated_step(probes: list[StepMemory], segment_peaks: list[dict[tuple, 
 
     if len({probe.refresh for probe in probes}) > 1:
         raise NotByStructure(f"step {index} is a refresh step at some depths only")
-    phases = [_phase(probe) for probe in probes]
-    if len(set(phases)) > 1:
-        raise NotByStructure(f"step {index}'s peak falls in another phase at another depth ({', '.join(phases)})")
     positions = [_by_position(peaks, probe_depth) for peaks, probe_depth in zip(segment_peaks, PROBE_DEPTHS)]
-    step = StepMemory(
-        peak_bytes=at_depth("peak", [probe.peak_bytes for probe in probes]),
-        at_peak_bytes={category: at_depth(f"{category} at the peak",
-                                          [probe.at_peak_bytes[category] for probe in probes])
+    for probe, peaks in zip(probes, positions):  # the segments hold the step's peak as the tracker saw it
+        first_highest = _first_highest({segment: peak_bytes for segment, (peak_bytes, _) in peaks.items()})
+        if first_highest is None or peaks[first_highest] != (probe.peak_bytes, probe.at_peak_bytes):
+            raise NotByStructure(f"step {index}'s segments do not hold its peak")
+    segments = [segment for segment in positions[0] if all(segment in peaks for peaks in positions)]
+    at_full_depth = {segment: _bound_at([peaks[segment][0] for peaks in positions], depth) for segment in segments}
+    highest = _first_highest(at_full_depth)
+    return StepMemory(
+        peak_bytes=at_depth(f"peak (in the {highest})", [peaks[highest][0] for peaks in positions]),
+        at_peak_bytes={category: at_depth(f"{category} at the peak (in the {highest})",
+                                          [peaks[highest][1][category] for peaks in positions])
                        for category in probes[0].at_peak_bytes},
         at_step_end_bytes={category: at_depth(f"{category} at its end",
                                               [probe.at_step_end_bytes[category] for probe in probes])
@@ -245,18 +262,12 @@ def extrapolated_step(probes: list[StepMemory], segment_peaks: list[dict[tuple, 
         refresh=probes[0].refresh,
         outside_optimizer_peak_bytes=_outside_optimizer_peak(probes, positions, depth, index),
     )
-    if _phase(step) != phases[0]:
-        raise NotByStructure(f"step {index}'s peak moves from the {phases[0]} to the {_phase(step)} at {depth} blocks")
-    for probe, peaks in zip(probes, positions):
-        if max(peaks.values()) != probe.peak_bytes:
-            raise NotByStructure(f"step {index}'s segments do not hold its peak")
-    candidates = {segment: _bound_at([peaks[segment] for peaks in positions], depth)
-                  for segment in positions[0] if all(segment in peaks for peaks in positions)}
-    highest = max(candidates, key=candidates.get)
-    if candidates[highest] > step.peak_bytes:
-        raise NotByStructure(f"step {index}'s peak moves to the {highest} at {depth} blocks "
-                             f"({candidates[highest]} bytes above the {step.peak_bytes} extrapolated)")
-    return step
+
+
+def _first_highest(peaks: dict[str, int]) -> str | None:
+    """The segment that reaches the highest peak first (max keeps the first of equals, as the
+    tracker keeps the first time a peak is reached)."""
+    return max(peaks, key=peaks.get, default=None)
 
 
 @dataclass
@@ -341,7 +352,7 @@ class StructureTraining:
         self.steps.append(step)
         self.notes[:] = answers[-1][3] + [
             f"{STRUCTURE_NOTE} {', '.join(map(str, PROBE_DEPTHS))} of the {self.full_depth} blocks: every "
-            "figure of every step affine in the blocks, each peak in the same phase and segment"
+            "figure of every step affine in the blocks, each step's peak in the segment highest at full depth"
         ]
         return step
 
