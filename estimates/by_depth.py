@@ -1,20 +1,23 @@
-"""Traced estimates by structure: a decoder's repeated blocks are alike, so every tracker figure
-of a step (the peak, each category at the peak and at the step's end, the forward and
-backward's peak) is an affine function of the number of blocks. The model is traced at a few
-depths (PROBE_DEPTHS blocks, the rest of the model unchanged) and each figure extrapolated to
-the full depth, a fraction of the full trace's work.
+"""Traced estimates by structure: a decoder's repeated blocks are alike, so what a step holds at
+any moment that sits at a fixed place in the step (before the blocks, in the first or the last
+block's forward or backward, after them, in the optimizer step) is an affine function of the
+number of blocks. The model is traced at PROBE_DEPTHS blocks (the rest of the model unchanged,
+each depth in a forked process of its own, stepped together) and extrapolated to the full depth:
+a fraction of the full trace's work.
 
-Exactness is checked, never assumed: at every step the figures at the three depths must lie on
-one line (zero second difference), the step must be a refresh step at every depth or at none,
-and its peak must fall in the same phase (the optimizer step, or the forward and backward)
-at every depth and, extrapolated, still at the full depth. Where any check fails (a method whose
-state or peak does not grow by the block: a fixed number of trained layers, a peak that moves
-between phases) the training is traced in full instead, the steps so far replayed, and its
-notes say why.
+Each probe's tracker also keeps the peak of every segment of a step and the breakdown at it. At
+the full depth the step's peak is the highest segment's there (it may be another segment than at
+the probes: LoRA's moves from the optimizer step to the backward's start), its breakdown that
+segment's; the breakdown at the step's end, and the forward and backward's peak likewise.
 
-What the checks cannot see: a phase whose own peak is not the step's at any probed depth but
-grows faster and overtakes it beyond them (the tracker reports the step's peak and the forward
-and backward's, so an optimizer step's peak hidden below the backward's is not seen).
+Exactness is checked, never assumed: the figures used must lie on one line through the three
+depths (zero second difference), a step is a refresh step at every depth or at none, the
+segments hold the peak the tracker saw at every probe, and an inner block's segment stays below
+the first and the last block's. Where a check fails (a method whose state or peak does not grow
+by the block: LISA's fixed number of trained layers, a segment not on a line that is highest at
+the full depth) the training is traced in full instead, the steps so far replayed, and its notes
+say why. A segment not on its line is bounded by its largest rise per block, which is an
+assumption: it only decides whether the segment could be the highest, never a figure.
 """
 
 import multiprocessing
@@ -33,7 +36,9 @@ from methods.blocks import repeated_layers
 from workloads import WORKLOADS
 
 PROBE_DEPTHS = (2, 3, 4)
-"""Blocks of the traces extrapolated from: two draw the line, the third checks it."""
+"""Blocks of the traces extrapolated from: two draw the line, the third checks it. Two at least,
+so that the first and the last block are two blocks (a single block is both, which is not how
+either sits in a deeper model)."""
 
 
 STRUCTURE_NOTE = "extrapolated from traces at"
@@ -213,14 +218,20 @@ def _by_position(segment_peaks: dict[tuple, tuple], depth: int) -> dict[str, tup
 
 
 def _outside_optimizer_peak(probes: list[StepMemory], positions: list[dict[str, tuple]], depth: int, index: int) -> int:
-    """The forward and backward's peak at `depth` blocks: the highest at that depth of the peaks of
-    the segments outside the optimizer step, which must be on their line (it may move between
-    them as blocks are added, as the step's peak may)."""
+    """The forward and backward's peak at `depth` blocks: the highest there of the peaks of the
+    segments outside the optimizer step, each on its line (it may move between them as blocks
+    are added, as the step's peak may). Where optimizer steps run inside the backward (layer-wise
+    updates), which the tracker leaves out of this figure but the segments hold, the figure's own
+    line instead: it only guides a fit's search (which batches are traced), never an answer."""
+    values = [probe.outside_optimizer_peak_bytes for probe in probes]
     segments = [segment for segment in positions[0]
                 if not segment.startswith("optimizer step") and all(segment in peaks for peaks in positions)]
-    for probe, peaks in zip(probes, positions):
-        if max(peaks[segment][0] for segment in segments) != probe.outside_optimizer_peak_bytes:
-            raise NotByStructure(f"step {index}'s segments do not hold its forward and backward peak")
+    if any(max(peaks[segment][0] for segment in segments) != value for peaks, value in zip(positions, values)):
+        value = affine_at(values, depth)
+        if value is None:
+            shown = ", ".join(f"{value} at {blocks}" for value, blocks in zip(values, PROBE_DEPTHS))
+            raise NotByStructure(f"step {index}'s forward and backward peak is not affine in the blocks ({shown} bytes)")
+        return value
     at_full_depth = {segment: _bound_at([peaks[segment][0] for peaks in positions], depth) for segment in segments}
     highest = _first_highest(at_full_depth)
     if affine_at([peaks[highest][0] for peaks in positions], depth) is None:

@@ -31,21 +31,29 @@ def test_a_figure_on_a_line_is_extrapolated_exactly_and_one_off_it_is_refused():
     assert affine_at([10 + 7 * depth + depth * depth for depth in PROBE_DEPTHS], 80) is None
 
 
-def _step(peak_bytes: int, outside_bytes: int) -> StepMemory:
-    breakdown = {"trainable_weights": peak_bytes}
-    return StepMemory(peak_bytes, breakdown, breakdown, outside_optimizer_peak_bytes=outside_bytes)
+def _probe(depth: int, forward_bytes: int) -> tuple[StepMemory, dict]:
+    """A probe's step whose optimizer step's peak (weights) grows by 10 bytes a block and whose
+    forward's (activations) by `forward_bytes`' growth."""
+    optimizer = (1000 + 10 * depth, {"trainable_weights": 1000 + 10 * depth, "activations": 0})
+    forward = (forward_bytes, {"trainable_weights": 10 * depth, "activations": forward_bytes - 10 * depth})
+    peak = max(optimizer, forward, key=lambda segment: segment[0])
+    step = StepMemory(peak[0], peak[1], optimizer[1], outside_optimizer_peak_bytes=forward[0])
+    return step, {("forward", 0): forward, ("optimizer step", None): optimizer}
 
 
-def test_a_peak_that_another_segment_overtakes_beyond_the_probes_is_refused():
-    steps = [_step(1000 + 10 * depth, 900 + 10 * depth) for depth in PROBE_DEPTHS]
-    # The optimizer step's peak is the step's at every probe, but the forward's grows faster.
-    segments = [{("optimizer step", None): 1000 + 10 * depth, ("forward", 0): 500 + 100 * depth}
-                for depth in PROBE_DEPTHS]
-    with pytest.raises(NotByStructure, match="moves to the forward first block"):
-        extrapolated_step(steps, segments, 32, 1)
-    segments = [{("optimizer step", None): 1000 + 10 * depth, ("forward", 0): 500 + 10 * depth}
-                for depth in PROBE_DEPTHS]
-    assert extrapolated_step(steps, segments, 32, 1).peak_bytes == 1320
+def test_a_segment_that_overtakes_the_peak_beyond_the_probes_holds_it_at_full_depth():
+    probes, segments = zip(*(_probe(depth, 500 + 100 * depth) for depth in PROBE_DEPTHS))
+    assert all(probe.at_peak_bytes["activations"] == 0 for probe in probes)  # the optimizer step's at every probe
+    step = extrapolated_step(list(probes), list(segments), 32, 1)
+    assert step.peak_bytes == step.outside_optimizer_peak_bytes == 500 + 100 * 32
+    assert step.at_peak_bytes == {"trainable_weights": 320, "activations": 500 + 90 * 32}
+    assert step.at_step_end_bytes == {"trainable_weights": 1320, "activations": 0}
+
+
+def test_a_segment_off_its_line_that_may_be_highest_at_full_depth_is_refused():
+    probes, segments = zip(*(_probe(depth, forward) for depth, forward in zip(PROBE_DEPTHS, (700, 800, 1000))))
+    with pytest.raises(NotByStructure, match="not affine in the blocks"):
+        extrapolated_step(list(probes), list(segments), 32, 1)
 
 
 def _gated(steps: list[StepMemory], spec: RunSpec) -> dict[str, int]:
