@@ -262,8 +262,14 @@ def extrapolated_step(probes: list[StepMemory], segment_peaks: list[dict[tuple, 
     segments = [segment for segment in positions[0] if all(segment in peaks for peaks in positions)]
     at_full_depth = {segment: _bound_at([peaks[segment][0] for peaks in positions], depth) for segment in segments}
     highest = _first_highest(at_full_depth)
+    # The step's own peak on a line too: a method whose state depends on where a block sits
+    # (BAdam's active block, by index) has every segment on a line but not the step's peak.
+    on_line = at_depth("peak", [probe.peak_bytes for probe in probes])
+    peak_bytes = at_depth(f"peak (in the {highest})", [peaks[highest][0] for peaks in positions])
+    if peak_bytes < on_line:
+        raise NotByStructure(f"step {index}'s highest segment at {depth} blocks is below the step's peak's line")
     return StepMemory(
-        peak_bytes=at_depth(f"peak (in the {highest})", [peaks[highest][0] for peaks in positions]),
+        peak_bytes=peak_bytes,
         at_peak_bytes={category: at_depth(f"{category} at the peak (in the {highest})",
                                           [peaks[highest][1][category] for peaks in positions])
                        for category in probes[0].at_peak_bytes},
