@@ -222,7 +222,9 @@ def format_fits(fits: list[Fit], wall_s: float) -> str:
     if by_structure:
         lines.append(f"{by_structure} traced by structure: " + next(
             note for fit in fits for note in fit.notes if note.startswith(STRUCTURE_NOTE)))
-    lines += [f"{method}: {note}" for method, note in in_full.items()]
+    if in_full:
+        lines.append(f"{len(in_full)} traced in full:")
+        lines += [f"  {method}: {note.removeprefix(FULL_TRACE_NOTE).strip()}" for method, note in in_full.items()]
     lines.append(f"traced in {wall_s:.0f} s wall")
     return "\n".join(lines)
 
