@@ -7,8 +7,11 @@ a fraction of the full trace's work.
 
 Each probe's tracker also keeps the peak of every segment of a step and the breakdown at it. At
 the full depth the step's peak is the highest segment's there (it may be another segment than at
-the probes: LoRA's moves from the optimizer step to the backward's start), its breakdown that
-segment's; the breakdown at the step's end, and the forward and backward's peak likewise.
+the probes: low_rank's moves from the optimizer step to the end of the forward), its breakdown
+that segment's; the breakdown at the step's end, and the forward and backward's peak likewise.
+The step's own peak must also be on a line through the probes: where it is not (its segment
+changes between the probes, as LoRA's does; BAdam's active block sits by index, so a deeper
+model's peak lies in a segment the probes do not have) the training is traced in full.
 
 Exactness is checked, never assumed: the figures used must lie on one line through the three
 depths (zero second difference), a step is a refresh step at every depth or at none, the
