@@ -313,10 +313,8 @@ class StructureTraining:
         self.spec, self._stack = spec, stack
         self.steps: list[StepMemory] = []
         self.notes: list[str] = []
-        self._batch_sizes: list[int | None] = []
-        self._full = None
-        self.full_trace_reason: str | None = None
-        """Why the full model is traced (None: extrapolated so far)."""
+        self._batch_sizes: list[int] = []
+        self._full = None  # the full model's TracedTraining, once the extrapolation is refused
         context = multiprocessing.get_context("fork")
         self._probes = []
         for depth in PROBE_DEPTHS:
@@ -346,7 +344,6 @@ class StructureTraining:
 
     def _trace_in_full(self, reason: str):
         self._stop_probes()
-        self.full_trace_reason = reason
         self._full = self._stack.enter_context(traced_training(self.spec))
         for batch_size in self._batch_sizes:
             self._full.step(batch_size)
@@ -393,7 +390,6 @@ def traced_steps_by_structure(spec: RunSpec, steps: int = 2) -> tuple[list[StepM
         for _ in range(steps):
             training.step()
     return training.steps, training.notes
-
 
 
 def estimate_by_structure(specs: list[RunSpec], request: EstimateRequest) -> int:
