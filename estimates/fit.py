@@ -218,10 +218,11 @@ def format_fits(fits: list[Fit], wall_s: float) -> str:
     ]
     in_full = {fit.spec.method + (" ckpt" if fit.spec.activation_checkpointing else ""): note
                for fit in fits for note in fit.notes if note.startswith(FULL_TRACE_NOTE)}
-    by_structure = len({(fit.spec.method, fit.spec.activation_checkpointing) for fit in fits}) - len(in_full)
+    structure_notes = [note for fit in fits for note in fit.notes if note.startswith(STRUCTURE_NOTE)]
+    by_structure = len({(fit.spec.method, fit.spec.activation_checkpointing) for fit in fits
+                        if any(note.startswith(STRUCTURE_NOTE) for note in fit.notes)})
     if by_structure:
-        lines.append(f"{by_structure} traced by structure: " + next(
-            note for fit in fits for note in fit.notes if note.startswith(STRUCTURE_NOTE)))
+        lines.append(f"{by_structure} traced by structure: {structure_notes[0]}")
     if in_full:
         lines.append(f"{len(in_full)} traced in full:")
         lines += [f"  {method}: {note.removeprefix(FULL_TRACE_NOTE).strip()}" for method, note in in_full.items()]
