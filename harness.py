@@ -162,7 +162,7 @@ def command_estimate(args) -> int:
         print(load(mode.target)())
         return 0
     request = EstimateRequest(records=Path(args.records) if args.records else None, suite=args.suite, jobs=args.jobs,
-                              values=args.mode_values)
+                              values=args.mode_values, full_trace=args.full_trace)
     return load(mode.target)(estimate_specs(args, mode), request)
 
 
@@ -309,6 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     estimate.add_argument("--jobs", type=at_least(1), default=os.cpu_count(),
                           help="methods searched or traced at once by --fit and --grid, one process each (default: "
                           "the CPU count)")
+    estimate.add_argument("--full-trace", action="store_true",
+                          help="trace the whole model (the traced estimate and --fit); by default a decoder is traced "
+                          "at 2, 3 and 4 blocks and every figure extrapolated, where they are exactly affine")
     estimate.add_argument("--records", help="append one estimate record per method to this results file")
     estimate.add_argument("--suite", default="estimate", help="the suite name the records carry (default estimate)")
     estimate.set_defaults(handler=command_estimate)

@@ -1,4 +1,5 @@
-"""Memory without running: traced training steps on fake tensors (traced.py), the largest batch
+"""Memory without running: traced training steps on fake tensors (traced.py), by structure from a
+few depths (by_depth.py), the largest batch
 under a budget (fit.py), every method at every size (grid.py), the paper's analytic table and
 7B figures (paper_table.py, paper_7b.py), the successors at 7B (successors_7b.py).
 
@@ -24,6 +25,8 @@ class EstimateRequest:
     """Searches or traces at once, one process each."""
     values: list[str] = field(default_factory=list)
     """The mode's own values as given (fit: its budgets, "24GB")."""
+    full_trace: bool = False
+    """Trace the whole model (traced and fit modes), not by structure (estimates/by_depth.py)."""
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,8 @@ class EstimateMode:
 MODES = {
     mode.name: mode
     for mode in (
-        EstimateMode("traced", "a traced estimate of each method", "estimates.traced:estimate_each", default=True),
+        EstimateMode("traced", "a traced estimate of each method", "estimates.by_depth:estimate_by_structure",
+                     default=True),
         EstimateMode("fit", "the largest micro-batch per method that fits this memory, e.g. 24GB or 22.5GiB; "
                      "repeatable (one search serves every budget)", "estimates.fit:estimate_fit", metavar="BUDGET"),
         EstimateMode("grid", "a traced estimate of every --method at every --sizes, written to --records",

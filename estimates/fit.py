@@ -23,6 +23,7 @@ from core.spec import RunSpec
 from core.statuses import RecordKind, Status
 from core.units import BYTE_UNITS, GB, GIB
 from estimates import EstimateRequest
+from estimates.by_depth import FULL_TRACE_NOTE, STRUCTURE_NOTE, structure_training
 from estimates.traced import describe_precision, traced_training
 from launchers.packages import recorded_packages
 from meters.environment import environment
@@ -151,9 +152,10 @@ class Fit:
     """Seconds the method's search took up to this answer."""
 
 
-def fit_batch(spec: RunSpec, budgets: list[Budget]) -> list[Fit]:
+def fit_batch(spec: RunSpec, budgets: list[Budget], full_trace: bool = False) -> list[Fit]:
     """The largest micro-batch of `spec` under each budget, traced on one fake training (the
-    traces of one budget's search serve the next).
+    traces of one budget's search serve the next): by structure (estimates/by_depth.py), or
+    the whole model with full_trace.
 
     Step 0 runs at batch 1: it creates the optimizer state (and, for GaLore, computes every
     projector: a refresh step). Every later step runs with that state at the batch asked. A
@@ -169,7 +171,7 @@ def fit_batch(spec: RunSpec, budgets: list[Budget]) -> list[Fit]:
     def spec_at(batch_per_rank: int) -> RunSpec:
         return replace(spec, batch_size=batch_per_rank * ranks)
 
-    with traced_training(spec_at(1)) as training:
+    with (traced_training if full_trace else structure_training)(spec_at(1)) as training:
         first = training.step(ranks)
         steady = {1: training.step(ranks)}
         refresh_extra_bytes = max(0, first.peak_bytes - steady[1].peak_bytes)
@@ -224,18 +226,29 @@ def format_fits(fits: list[Fit], wall_s: float) -> str:
         "peak: the steady step's at that batch plus refresh+ (what the first step, which creates the optimizer "
         "state and GaLore's projectors, held above the steady step); batch 0: even batch 1 does not fit (peak at "
         "batch 1 shown)",
-        f"traced in {wall_s:.0f} s wall",
     ]
+    in_full = {fit.spec.method + (" ckpt" if fit.spec.activation_checkpointing else ""): note
+               for fit in fits for note in fit.notes if note.startswith(FULL_TRACE_NOTE)}
+    structure_notes = [note for fit in fits for note in fit.notes if note.startswith(STRUCTURE_NOTE)]
+    by_structure = len({(fit.spec.method, fit.spec.activation_checkpointing) for fit in fits
+                        if any(note.startswith(STRUCTURE_NOTE) for note in fit.notes)})
+    if by_structure:
+        lines.append(f"{by_structure} traced by structure: {structure_notes[0]}")
+    if in_full:
+        lines.append(f"{len(in_full)} traced in full:")
+        lines += [f"  {method}: {note.removeprefix(FULL_TRACE_NOTE).strip()}" for method, note in in_full.items()]
+    lines.append(f"traced in {wall_s:.0f} s wall")
     return "\n".join(lines)
 
 
-def fit_all(specs: list[RunSpec], budgets: list[Budget], jobs: int) -> tuple[list[Fit], float]:
+def fit_all(specs: list[RunSpec], budgets: list[Budget], jobs: int,
+            full_trace: bool = False) -> tuple[list[Fit], float]:
     """fit_batch of every spec, `jobs` at once in forked processes (each search is one
     process's work: traces are single-threaded Python), ordered by budget then spec, and the
     wall seconds it took."""
     started = time.time()
     with ProcessPoolExecutor(max(1, min(jobs, len(specs))), mp_context=multiprocessing.get_context("fork")) as pool:
-        per_spec = list(pool.map(fit_batch, specs, [budgets] * len(specs)))
+        per_spec = list(pool.map(fit_batch, specs, [budgets] * len(specs), [full_trace] * len(specs)))
     return [fits[index] for index in range(len(budgets)) for fits in per_spec], time.time() - started
 
 
@@ -256,7 +269,7 @@ def fit_record(fit: Fit, suite: str) -> Record:
 
 def estimate_fit(specs: list[RunSpec], request: EstimateRequest) -> int:
     """`harness.py estimate --fit`: the fit table per budget (and a record per answer)."""
-    fits, wall_s = fit_all(specs, [parse_budget(text) for text in request.values], request.jobs)
+    fits, wall_s = fit_all(specs, [parse_budget(text) for text in request.values], request.jobs, request.full_trace)
     print(format_fits(fits, wall_s))
     if request.records:
         for fit in fits:

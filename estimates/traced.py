@@ -299,17 +299,17 @@ def traced_steps(spec: RunSpec, steps: int = 2, as_cuda: bool = True) -> tuple[l
     return training.steps, training.notes
 
 
-def traced_record(spec: RunSpec, label: str, suite: str) -> Record:
-    """The traced estimate of `spec` (its first spec.steps steps) as a record of kind
-    traced_estimate; a spec that cannot be traced gives a record with status error and the
-    message, so a grid of estimates goes on."""
+def traced_record(spec: RunSpec, label: str, suite: str, steps_of=traced_steps) -> Record:
+    """The traced estimate of `spec` (its first spec.steps steps, traced by steps_of, traced_steps'
+    face) as a record of kind traced_estimate; a spec that cannot be traced gives a record with
+    status error and the message, so a grid of estimates goes on."""
     started = time.time()
     common = dict(run_id=spec.run_id, suite=suite, label=label, spec=spec, kind=RecordKind.TRACED_ESTIMATE,
                   setting=run_setting(spec),
                   started_at=datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
                   environment=environment(torch.device("cpu"), recorded_packages()))
     try:
-        traced, notes = traced_steps(spec, spec.steps)
+        traced, notes = steps_of(spec, spec.steps)
     except Exception as error:  # noqa: BLE001 - every failure must become a record
         return Record(**common, status=Status.ERROR, error=f"{type(error).__name__}: {error}",
                       traceback=traceback.format_exc(limit=-8), wall_s=time.time() - started)
@@ -317,11 +317,11 @@ def traced_record(spec: RunSpec, label: str, suite: str) -> Record:
                   wall_s=time.time() - started)
 
 
-def estimate_each(specs: list[RunSpec], request: EstimateRequest) -> int:
-    """`harness.py estimate`: each spec traced and printed (and recorded); 1 when one failed."""
+def estimate_each(specs: list[RunSpec], request: EstimateRequest, steps_of=traced_steps) -> int:
+    """`harness.py estimate`: each spec traced (by steps_of) and printed (and recorded); 1 when one failed."""
     failed = 0
     for spec in specs:
-        record = traced_record(spec, label=spec.method, suite=request.suite)
+        record = traced_record(spec, label=spec.method, suite=request.suite, steps_of=steps_of)
         print(format_traced(record))
         failed += record.status != Status.OK
         if request.records:

@@ -103,3 +103,14 @@ def test_fit_command_prints_a_row_per_method_and_writes_records(tmp_path, capsys
     assert [record.spec.batch_size for record in written] == [int(row[2]) for row in rows]
     assert all("largest batch" in record.notes[-1] for record in written)
     assert len({record.label for record in written}) == 8 and "full ckpt in 2 GB" in {r.label for r in written}
+
+
+@pytest.mark.slow
+def test_fit_full_trace_says_neither_how_structure_traced_nor_what_fell_back(capsys):
+    argv = ["estimate", "--fit", "2GB", "--size", "tiny", "--seq", "32", "--method", "full", "--jobs", "1",
+            "--full-trace"]
+    assert harness.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "traced by structure" not in out and "traced in full" not in out and "traced in" in out
+    assert harness.main(argv[:-1]) == 0  # tiny has 2 blocks: too few to trace by structure
+    assert "1 traced in full:\n  full: traced at 2 blocks: NotByStructure: the model has 2 blocks" in capsys.readouterr().out

@@ -1,0 +1,96 @@
+"""Traced estimates by structure: the extrapolation's arithmetic, the committed 7B traced baseline
+reproduced to the byte from traces at a few depths, and the fall back to the full trace."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from core.spec import RunSpec
+from estimates import by_depth, traced
+from estimates.by_depth import (
+    FULL_TRACE_NOTE,
+    PROBE_DEPTHS,
+    STRUCTURE_NOTE,
+    NotByStructure,
+    affine_at,
+    extrapolated_step,
+    traced_steps_by_structure,
+)
+from meters.tracker import StepMemory, summarize
+from methods.blocks import repeated_layers
+from results.baseline import gated_figures
+from results.schema import Memory, Record
+
+BASELINE = Path(__file__).parents[2] / "results" / "baselines" / "ci_traced_7b.json"
+
+
+def test_a_figure_on_a_line_is_extrapolated_exactly_and_one_off_it_is_refused():
+    assert affine_at([10 + 7 * depth for depth in PROBE_DEPTHS], 80) == 10 + 7 * 80
+    assert affine_at([10 + 7 * depth + depth * depth for depth in PROBE_DEPTHS], 80) is None
+
+
+def _probe(depth: int, forward_bytes: int) -> tuple[StepMemory, dict]:
+    """A probe's step whose optimizer step's peak (weights) grows by 10 bytes a block and whose
+    forward's (activations) by `forward_bytes`' growth."""
+    optimizer = (1000 + 10 * depth, {"trainable_weights": 1000 + 10 * depth, "activations": 0})
+    forward = (forward_bytes, {"trainable_weights": 10 * depth, "activations": forward_bytes - 10 * depth})
+    peak = max(optimizer, forward, key=lambda segment: segment[0])
+    step = StepMemory(peak[0], peak[1], optimizer[1], outside_optimizer_peak_bytes=forward[0])
+    return step, {("forward", 0): forward, ("optimizer step", None): optimizer}
+
+
+def test_a_segment_that_overtakes_the_peak_beyond_the_probes_holds_it_at_full_depth():
+    probes, segments = zip(*(_probe(depth, 500 + 100 * depth) for depth in PROBE_DEPTHS))
+    assert all(probe.at_peak_bytes["activations"] == 0 for probe in probes)  # the optimizer step's at every probe
+    step = extrapolated_step(list(probes), list(segments), 32, 1)
+    assert step.peak_bytes == step.outside_optimizer_peak_bytes == 500 + 100 * 32
+    assert step.at_peak_bytes == {"trainable_weights": 320, "activations": 500 + 90 * 32}
+    assert step.at_step_end_bytes == {"trainable_weights": 1320, "activations": 0}
+
+
+def test_a_segment_off_its_line_that_may_be_highest_at_full_depth_is_refused():
+    probes, segments = zip(*(_probe(depth, forward) for depth, forward in zip(PROBE_DEPTHS, (700, 800, 1000))))
+    with pytest.raises(NotByStructure, match="not affine in the blocks"):
+        extrapolated_step(list(probes), list(segments), 32, 1)
+
+
+def _gated(steps: list[StepMemory], spec: RunSpec) -> dict[str, int]:
+    record = Record(run_id=spec.run_id, suite="test", label=spec.method, spec=spec, status="ok",
+                    kind="traced_estimate", memory=Memory.of(summarize(steps)))
+    return gated_figures(record)
+
+
+# Every kind: Adam on all, a projection with refresh steps, a layer-wise update, a per-model
+# partition (Adam-mini), a block-coordinate method (BAdam's one block training).
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["full", "galore", "galore_layerwise", "adam_mini", "badam"])
+def test_traced_by_structure_reproduces_the_committed_7b_baseline_to_the_byte(method):
+    baseline = {run["label"]: run["figures_bytes"] for run in json.loads(BASELINE.read_text())["runs"]}
+    spec = RunSpec(workload="llama", size="7b", method=method, batch_size=1, seq_len=256, dtype="bfloat16",
+                   device="cpu", steps=2)
+    steps, notes = traced_steps_by_structure(spec, spec.steps)
+    assert any(note.startswith(STRUCTURE_NOTE) for note in notes), notes
+    figures = _gated(steps, spec)
+    assert {name: figures[name] for name in baseline[method]} == baseline[method]
+
+
+@pytest.mark.slow
+def test_a_method_whose_memory_is_not_affine_in_the_blocks_is_traced_in_full(monkeypatch):
+    """A stand-in method: full AdamW plus a trained tensor of blocks squared elements."""
+    prepare_training = traced.prepare_training
+
+    def quadratic_in_depth(model, spec, workload):
+        _, layers = repeated_layers(model)
+        model.register_parameter("quadratic", torch.nn.Parameter(torch.zeros(len(layers) ** 2 * 1024)))
+        return prepare_training(model, spec, workload)
+
+    monkeypatch.setattr(traced, "prepare_training", quadratic_in_depth)  # the forked probes inherit it
+    spec = RunSpec(workload="llama", size="60m", method="full", batch_size=1, seq_len=64, dtype="bfloat16",
+                   device="cpu", steps=2)
+    steps, notes = by_depth.traced_steps_by_structure(spec, spec.steps)
+    fell_back = [note for note in notes if note.startswith(FULL_TRACE_NOTE)]
+    assert len(fell_back) == 1 and "not affine in the blocks" in fell_back[0], notes
+    in_full, _ = traced.traced_steps(spec, spec.steps)
+    assert steps == in_full
