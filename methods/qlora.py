@@ -42,6 +42,11 @@ def quantize_to_nf4(model: torch.nn.Module, options: QloraOptions, workload, com
     targets = linear_layers(model, suffixes)  # as peft matches target_modules
     if not targets:
         raise ValueError(f"options.target_modules {list(suffixes)} matches no Linear layer of the model")
+    if options.double_quant and "dynamic" not in bitsandbytes.functional.name2qmap:
+        # bitsandbytes caches the double quantization's 8-bit map on the device of the first
+        # weight it quantizes: preflight's meta model would leave a map without data to every
+        # later run in this process. Made here, it is made on the CPU (the device of its maps).
+        bitsandbytes.functional.name2qmap["dynamic"] = bitsandbytes.functional.create_dynamic_map()
     for name, linear in targets.items():
         quantized = bitsandbytes.nn.Linear4bit(
             linear.in_features, linear.out_features, bias=linear.bias is not None, compute_dtype=compute_dtype,
