@@ -44,10 +44,17 @@ $(CHECK_RUNS): setup
 	rm -f $@
 	$(PYTHON) harness.py run suites/ci_memory.toml --results $@ --no-progress || test -s $@
 
-# Every registered method's 7B traced estimate (BF16, batch 1, seq 256).
+# Every registered method's 7B traced estimate (BF16, batch 1, seq 256); one FSDP2 rank of four
+# for 8-bit GaLore; and the tiny Qwen2 and Gemma 2 stand-ins under bf16-mixed for the methods that
+# place themselves by the architecture.
 $(CHECK_TRACED): setup
 	rm -f $@
 	$(PYTHON) harness.py estimate --size 7b --seq 256 --batch 1 --dtype bfloat16 --method all \
+		--records $@ --suite ci_traced_7b > /dev/null
+	$(PYTHON) harness.py estimate --size 7b --seq 256 --batch 1 --dtype bfloat16 --method galore8bit \
+		--nproc 4 --sharding fsdp2 --records $@ --suite ci_traced_7b > /dev/null
+	$(PYTHON) harness.py estimate --sizes tiny-qwen2,tiny-gemma2 --seq 256 --batch 1 --precision bf16-mixed \
+		--method full --method lora --method galore --method adam_mini --method muon --method badam \
 		--records $@ --suite ci_traced_7b > /dev/null
 
 .PHONY: $(CHECK_RUNS) $(CHECK_TRACED)
