@@ -32,7 +32,7 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 from torch.utils._pytree import tree_leaves
 
 from core.spec import RunSpec
-from estimates import EstimateRequest, traced
+from estimates import EstimateRequest
 from estimates.traced import estimate_each, traced_steps, traced_training
 from meters.tracker import MemoryTracker, StepMemory
 from methods.blocks import repeated_layers
@@ -71,8 +71,6 @@ class _WorkloadAtDepth:
         return getattr(self._workload, name)
 
     def build_model(self, spec: RunSpec):
-        if spec.world_size > 1:
-            raise NotByStructure(f"{spec.world_size} ranks: sharded traces by structure are not checked against full ones")
         model = self._workload.build_model(spec)
         name, layers = repeated_layers(model)
         self.full_depth = len(layers)
@@ -100,7 +98,6 @@ class _SegmentTracker(MemoryTracker):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        _SegmentTracker.latest = self  # the probe's one training
         self.segment_peaks: dict[tuple, tuple[int, dict[str, int]]] = {}
         """The latest step's segments, in the order they began: (peak bytes, breakdown at it)."""
         self._snapshots: dict[tuple, tuple[int, dict[int, int]]] = {}
@@ -111,21 +108,24 @@ class _SegmentTracker(MemoryTracker):
         self._segment, self._segment_peak_bytes = segment, self._total_bytes
         self._segment_live, self._segment_pending = {}, True
 
-    def _count(self, key: int, nbytes: int):
-        if nbytes < self._live_bytes[key] and self._segment_pending:  # a storage shrinks (FSDP2's resize_)
+    def _settle_segment(self):
+        # As the tracker's _settle_peak: the live set is copied before the first storage shrinks.
+        if self._segment_pending:
             self._segment_live, self._segment_pending = dict(self._live_bytes), False
+
+    def _count(self, key: int, nbytes: int):
+        if nbytes < self._live_bytes[key]:  # a storage shrinks (FSDP2's resize_)
+            self._settle_segment()
         super()._count(key, nbytes)
         if self._total_bytes > self._segment_peak_bytes:
             self._segment_peak_bytes, self._segment_pending = self._total_bytes, True
 
     def _freed(self, key: int):
-        if self._segment_pending:
-            self._segment_live, self._segment_pending = dict(self._live_bytes), False
+        self._settle_segment()
         super()._freed(key)
 
     def _cut(self, segment: tuple):
-        if self._segment_pending:
-            self._segment_live, self._segment_pending = dict(self._live_bytes), False
+        self._settle_segment()
         held = self._snapshots.get(self._segment)
         if held is None or self._segment_peak_bytes > held[0]:  # a segment met again: its first highest
             self._snapshots[self._segment] = (self._segment_peak_bytes, self._segment_live)
@@ -169,18 +169,28 @@ class _SegmentTracker(MemoryTracker):
 def _serve(spec: RunSpec, depth: int, connection):
     """A probe: the spec's training at `depth` blocks, stepping at each batch size received (None
     stops it) and answering with the step's figures, its segments' peaks and the notes, or with
-    the error. This process was forked to probe: its workload registry and tracker are its own."""
+    the error."""
     try:
         workload = _WorkloadAtDepth(WORKLOADS[spec.workload], depth)
-        WORKLOADS[spec.workload] = workload
-        traced.MemoryTracker = _SegmentTracker
-        with traced_training(spec) as training:
+        with traced_training(spec, workload=workload, tracker_type=_SegmentTracker) as training:
             connection.send(("ready", workload.full_depth))
             while (batch_size := connection.recv()) is not None:
                 step = training.step(batch_size)
-                connection.send(("step", step, _SegmentTracker.latest.segment_peaks, list(training.notes)))
+                connection.send(("step", step, training.tracker.segment_peaks, list(training.notes)))
     except Exception as error:  # noqa: BLE001 - any failure of a probe means: trace in full
         connection.send(("error", f"traced at {depth} block{'s' * (depth > 1)}: {type(error).__name__}: {error}"))
+
+
+def _shown(values: list[int]) -> str:
+    return ", ".join(f"{value} at {blocks}" for value, blocks in zip(values, PROBE_DEPTHS))
+
+
+def _highest_at_depth(positions: list[dict[str, tuple]], segments: list[str], depth: int) -> tuple[str, int]:
+    """The segment highest at `depth` blocks (each on its line, or bounded: _bound_at) and its
+    peak there."""
+    at_full_depth = {segment: _bound_at([peaks[segment][0] for peaks in positions], depth) for segment in segments}
+    highest = _first_highest(at_full_depth)
+    return highest, at_full_depth[highest]
 
 
 def affine_at(values: list[int], depth: int) -> int | None:
@@ -235,15 +245,14 @@ def _outside_optimizer_peak(probes: list[StepMemory], positions: list[dict[str, 
     if any(max(peaks[segment][0] for segment in segments) != value for peaks, value in zip(positions, values)):
         value = affine_at(values, depth)
         if value is None:
-            shown = ", ".join(f"{value} at {blocks}" for value, blocks in zip(values, PROBE_DEPTHS))
-            raise NotByStructure(f"step {index}'s forward and backward peak is not affine in the blocks ({shown} bytes)")
+            raise NotByStructure(f"step {index}'s forward and backward peak is not affine in the blocks "
+                                 f"({_shown(values)} bytes)")
         return value
-    at_full_depth = {segment: _bound_at([peaks[segment][0] for peaks in positions], depth) for segment in segments}
-    highest = _first_highest(at_full_depth)
+    highest, peak_bytes = _highest_at_depth(positions, segments, depth)
     if affine_at([peaks[highest][0] for peaks in positions], depth) is None:
         raise NotByStructure(f"step {index}'s forward and backward peak at {depth} blocks lies in the {highest}, "
                              "whose peak is not affine in the blocks")
-    return at_full_depth[highest]
+    return peak_bytes
 
 
 def extrapolated_step(probes: list[StepMemory], segment_peaks: list[dict[tuple, int]], depth: int,
@@ -254,8 +263,7 @@ def extrapolated_step(probes: list[StepMemory], segment_peaks: list[dict[tuple, 
     def at_depth(figure: str, values: list[int]) -> int:
         value = affine_at(values, depth)
         if value is None or value < 0:
-            shown = ", ".join(f"{value} at {blocks}" for value, blocks in zip(values, PROBE_DEPTHS))
-            raise NotByStructure(f"step {index}'s {figure} is not affine in the blocks ({shown} bytes)")
+            raise NotByStructure(f"step {index}'s {figure} is not affine in the blocks ({_shown(values)} bytes)")
         return value
 
     if len({probe.refresh for probe in probes}) > 1:
@@ -266,8 +274,7 @@ def extrapolated_step(probes: list[StepMemory], segment_peaks: list[dict[tuple, 
         if first_highest is None or peaks[first_highest] != (probe.peak_bytes, probe.at_peak_bytes):
             raise NotByStructure(f"step {index}'s segments do not hold its peak")
     segments = [segment for segment in positions[0] if all(segment in peaks for peaks in positions)]
-    at_full_depth = {segment: _bound_at([peaks[segment][0] for peaks in positions], depth) for segment in segments}
-    highest = _first_highest(at_full_depth)
+    highest, _ = _highest_at_depth(positions, segments, depth)
     # The step's own peak on a line too: a method whose state depends on where a block sits
     # (BAdam's active block, by index) has every segment on a line but not the step's peak.
     on_line = at_depth("peak", [probe.peak_bytes for probe in probes])
@@ -316,20 +323,28 @@ class StructureTraining:
         self.notes: list[str] = []
         self._batch_sizes: list[int] = []
         self._full = None  # the full model's TracedTraining, once the extrapolation is refused
+        self._probes: list[_Probe] = []
+        self.full_depth = None
+        stack.callback(self._stop_probes)
+        reason = (f"{spec.world_size} ranks: sharded traces by structure are not checked against full ones"
+                  if spec.world_size > 1 else self._start_probes())
+        if reason:
+            self._trace_in_full(reason)
+
+    def _start_probes(self) -> str | None:
+        """A probe forked per depth, each with its training built; why not, where one failed."""
         context = multiprocessing.get_context("fork")
-        self._probes = []
         for depth in PROBE_DEPTHS:
             parent, child = context.Pipe()
-            process = context.Process(target=_serve, args=(spec, depth, child), daemon=True)
+            process = context.Process(target=_serve, args=(self.spec, depth, child), daemon=True)
             process.start()
             child.close()
             self._probes.append(_Probe(process, parent))
-        stack.callback(self._stop_probes)
         answers = [probe.answer() for probe in self._probes]
         error = next((answer[1] for answer in answers if answer[0] == "error"), None)
-        self.full_depth = answers[-1][1] if error is None else None
-        if error:
-            self._trace_in_full(error)
+        if error is None:
+            self.full_depth = answers[-1][1]
+        return error
 
     def _stop_probes(self):
         for probe in self._probes:

@@ -227,13 +227,13 @@ def format_fits(fits: list[Fit], wall_s: float) -> str:
         "state and GaLore's projectors, held above the steady step); batch 0: even batch 1 does not fit (peak at "
         "batch 1 shown)",
     ]
-    in_full = {fit.spec.method + (" ckpt" if fit.spec.activation_checkpointing else ""): note
-               for fit in fits for note in fit.notes if note.startswith(FULL_TRACE_NOTE)}
-    structure_notes = [note for fit in fits for note in fit.notes if note.startswith(STRUCTURE_NOTE)]
-    by_structure = len({(fit.spec.method, fit.spec.activation_checkpointing) for fit in fits
-                        if any(note.startswith(STRUCTURE_NOTE) for note in fit.notes)})
+    # How each method was traced (every budget's fit of it says the same): by structure or in full.
+    traced_as = {fit.spec.method + (" ckpt" if fit.spec.activation_checkpointing else ""): note
+                 for fit in fits for note in fit.notes if note.startswith((STRUCTURE_NOTE, FULL_TRACE_NOTE))}
+    in_full = {method: note for method, note in traced_as.items() if note.startswith(FULL_TRACE_NOTE)}
+    by_structure = [note for note in traced_as.values() if note.startswith(STRUCTURE_NOTE)]
     if by_structure:
-        lines.append(f"{by_structure} traced by structure: {structure_notes[0]}")
+        lines.append(f"{len(by_structure)} traced by structure: {by_structure[0]}")
     if in_full:
         lines.append(f"{len(in_full)} traced in full:")
         lines += [f"  {method}: {note.removeprefix(FULL_TRACE_NOTE).strip()}" for method, note in in_full.items()]

@@ -242,7 +242,8 @@ class TracedTraining:
 
     def __init__(self, spec: RunSpec, workload, training, tracker: MemoryTracker, as_cuda: bool, notes: list[str]):
         self.spec, self.notes = spec, notes
-        self._workload, self._training, self._tracker, self._as_cuda = workload, training, tracker, as_cuda
+        self.tracker = tracker
+        self._workload, self._training, self._as_cuda = workload, training, as_cuda
         # One batch exists before each step, as a loaded batch would (and as the traced
         # estimates of the CI baselines were taken); it is remade when the batch size changes.
         self._batch_size, self._batches = spec.batch_size, _synthetic_batches(spec)
@@ -250,28 +251,30 @@ class TracedTraining:
     @property
     def steps(self) -> list[StepMemory]:
         """Tracker figures of every step run so far."""
-        return self._tracker.steps
+        return self.tracker.steps
 
     def step(self, batch_size: int | None = None) -> StepMemory:
         """Run the next training step at `batch_size` sequences (default the spec's)."""
         spec = self.spec if batch_size is None else replace(self.spec, batch_size=batch_size)
-        step = len(self._tracker.steps)
+        step = len(self.tracker.steps)
         if spec.batch_size != self._batch_size:
             self._batch_size, self._batches = spec.batch_size, _synthetic_batches(spec)
-        with self._tracker.step(), (FlashAttentionWorkspace() if self._as_cuda else ExitStack()):
+        with self.tracker.step(), (FlashAttentionWorkspace() if self._as_cuda else ExitStack()):
             training_step(spec, _TokensByShape(self._workload), self._training, self._batches, torch.device("cpu"),
                           step)
-        return self._tracker.steps[-1]
+        return self.tracker.steps[-1]
 
 
 @contextmanager
-def traced_training(spec: RunSpec, as_cuda: bool = True):
+def traced_training(spec: RunSpec, as_cuda: bool = True, workload=None, tracker_type: type = MemoryTracker):
     """The spec's model and method built on fake tensors, ready to step (TracedTraining), as one
     rank holds them where the spec has several (estimates/fake_ranks.py); its notes list the
-    CUDA assumptions and substitutions applied."""
+    CUDA assumptions and substitutions applied. `workload` (default the spec's) and
+    `tracker_type` let a by-structure probe build fewer blocks and watch each one
+    (estimates/by_depth.py)."""
     notes = list(CUDA_ASSUMPTIONS) if as_cuda else []
     notes += rank_note(spec)
-    workload = WORKLOADS[spec.workload]
+    workload = workload or WORKLOADS[spec.workload]
     with ExitStack() as stack:
         held_across_ranks = stack.enter_context(ranks_of(spec))
         mode = stack.enter_context(fake_cpu())
@@ -285,7 +288,7 @@ def traced_training(spec: RunSpec, as_cuda: bool = True):
         notes.extend(METHODS[spec.method].notes_for("traced" if as_cuda else "cpu"))
         training.model.train()
         granularity_bytes = CUDA_ALLOCATION_GRANULARITY_BYTES if as_cuda else 1
-        tracker = MemoryTracker(training.model, training.optimizer, granularity_bytes, training.is_refresh_step)
+        tracker = tracker_type(training.model, training.optimizer, granularity_bytes, training.is_refresh_step)
         yield TracedTraining(spec, workload, training, tracker, as_cuda, notes)
 
 

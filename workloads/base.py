@@ -18,6 +18,11 @@ def keep_rows(batch: Batch, rows: slice) -> Batch:
     return batch if rows == ALL_ROWS else {name: tensor[rows] for name, tensor in batch.items()}
 
 
+def unpadded_batch(input_ids: torch.Tensor) -> Batch:
+    """A causal-LM training batch of whole sequences: no padding to mask, the labels the ids."""
+    return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": input_ids}
+
+
 class Workload:
     """A registered workload; subclasses fill in every method below."""
 

@@ -17,7 +17,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, LlamaFor
 
 from results.schema import Evaluation
 from workloads import local_text, markov_corpus, text_corpus
-from workloads.base import ALL_ROWS, TransformersLossMixin, Workload, keep_rows
+from workloads.base import ALL_ROWS, TransformersLossMixin, Workload, keep_rows, unpadded_batch
 from workloads.hub import hub_reachable
 from workloads.sizes import model_config
 
@@ -150,7 +150,8 @@ class LlamaPretraining(TransformersLossMixin, Workload):
         while True:
             # The whole global batch is drawn, so the generator's stream is that of one process;
             # no local name holds the batch, which would keep it alive past its step.
-            yield keep_rows(markov_corpus.sample_batch(chain, spec.batch_size, spec.seq_len, generator), rows)
+            yield keep_rows(unpadded_batch(markov_corpus.sample_sequences(chain, spec.batch_size, spec.seq_len,
+                                                                          generator)), rows)
 
     def _text_batches(self, spec, documents, rows: slice = ALL_ROWS) -> Iterator[dict]:
         data = self.data(spec)

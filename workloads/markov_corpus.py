@@ -61,9 +61,3 @@ def sample_sequences(chain: MarkovChain, count: int, length: int, generator: tor
         states = chain.successors[states, choice]
         columns.append(states)
     return torch.stack(columns, 1) + chain.first_token
-
-
-def sample_batch(chain: MarkovChain, count: int, length: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """`count` sampled sequences as a causal-LM training batch: no padding, the labels the ids."""
-    input_ids = sample_sequences(chain, count, length, generator)
-    return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": input_ids}

@@ -16,7 +16,7 @@ import datasets
 import torch
 from transformers import AutoTokenizer
 
-from workloads.base import ALL_ROWS, keep_rows
+from workloads.base import ALL_ROWS, keep_rows, unpadded_batch
 from workloads.hub import hub_reachable, lookup_options
 from workloads.local_text import local_documents
 
@@ -120,13 +120,8 @@ def packed_batches(documents, tokenizer, batch_size: int, seq_len: int, rows: sl
         buffer.extend(ids)
         while len(buffer) >= rows_tokens:
             # No local name holds the batch, which would keep it alive past its step.
-            yield keep_rows(_packed_batch(buffer[:rows_tokens], batch_size, seq_len), rows)
+            yield keep_rows(unpadded_batch(torch.tensor(buffer[:rows_tokens]).view(batch_size, seq_len)), rows)
             del buffer[:rows_tokens]
-
-
-def _packed_batch(ids: list[int], batch_size: int, seq_len: int) -> dict:
-    input_ids = torch.tensor(ids).view(batch_size, seq_len)
-    return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": input_ids}
 
 
 def tokenized_batches(documents, tokenizer, batch_size: int, seq_len: int, pack: bool,
