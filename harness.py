@@ -112,7 +112,7 @@ def command_check(args) -> int:
 def command_list(args) -> int:
     from core.options import describe_options
     from launchers import LAUNCHERS
-    from methods import METHODS
+    from methods import METHODS, REGISTERED
     from methods.licenses import method_licenses
     from suites.load import SuiteError, load_suite
     from workloads import WORKLOADS, parameter_count
@@ -121,7 +121,7 @@ def command_list(args) -> int:
     print("methods:")
     for name, method in METHODS.items():
         options = describe_options(method.options)
-        print(f"  {name:24} {method.summary}  [{method_licenses(method.packages)}]"
+        print(f"  {name:24} {method.summary}  [{method_licenses(REGISTERED[name].packages)}]"
               + (f"  [options: {options}]" if options else ""))
     print("workloads:")
     for name, workload in WORKLOADS.items():

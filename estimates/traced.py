@@ -33,8 +33,7 @@ from estimates.fake_ranks import rank_note, ranks_of
 from launchers.packages import recorded_packages
 from meters.environment import environment
 from meters.tracker import CUDA_ALLOCATION_GRANULARITY_BYTES, MemoryTracker, StepMemory, summarize
-from methods import METHODS, prepare_training
-from methods.base import bitsandbytes
+from methods import METHODS, REGISTERED, prepare_training
 from results.records import append_record
 from results.schema import Memory, Record
 from training.loop import training_step
@@ -110,6 +109,8 @@ def bitsandbytes_shapes(mode: FakeTensorMode, notes: list[str]):
     dequantization have fake kernels (exact shapes), but a 4-bit weight (Params4bit) cannot
     wrap a fake tensor: a fake parameter of the packed shape stands in, its quantization state
     (absmax, codes, the nested quantization's) attached as bitsandbytes attaches it."""
+    import bitsandbytes  # only for the methods that use it (importing it takes seconds)
+
     originals = {
         name: getattr(bitsandbytes.functional, name)
         for name in ("create_dynamic_map", "optimizer_update_8bit_blockwise", "optimizer_update_32bit")
@@ -278,7 +279,8 @@ def traced_training(spec: RunSpec, as_cuda: bool = True, workload=None, tracker_
     with ExitStack() as stack:
         held_across_ranks = stack.enter_context(ranks_of(spec))
         mode = stack.enter_context(fake_cpu())
-        stack.enter_context(bitsandbytes_shapes(mode, notes))
+        if "bitsandbytes" in REGISTERED[spec.method].packages:
+            stack.enter_context(bitsandbytes_shapes(mode, notes))
         stack.enter_context(DataDependentScalars(notes))
         if as_cuda:
             stack.callback(register_optimizer_step_pre_hook(_fused_adam_as_on_cuda).remove)

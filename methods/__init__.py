@@ -2,7 +2,7 @@
 
 import logging
 
-# bitsandbytes (imported by our 8-bit methods, by peft and by transformers' schedulers) tries,
+# bitsandbytes (imported by our 8-bit methods, by peft, apollo-torch and badam) tries,
 # on CPUs with AVX512-BF16, to fetch an optional 4-bit kernel from the Hub at import and logs
 # a warning on every start when it cannot. No method uses 4-bit kernels; every import of
 # bitsandbytes here goes through this package, so this line runs before it.
@@ -13,65 +13,80 @@ logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 logging.getLogger("torchao").setLevel(logging.ERROR)
 logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
 
-from methods import (  # noqa: E402
-    adam8bit,
-    adam_mini,
-    apollo,
-    badam,
-    cpu_offload,
-    fira,
-    full,
-    galore,
-    layerwise,
-    lisa,
-    lomo,
-    lora,
-    lora_variants,
-    low_rank,
-    muon,
-    paged_adam8bit,
-    q_galore,
-    qlora,
-    relora,
-    torchao_lowbit,
-)
-from methods.base import Training  # noqa: E402
+import importlib  # noqa: E402
+from collections.abc import Mapping  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 
-METHODS = {
-    method.name: method
-    for method in (
-        full.METHOD,
-        adam8bit.METHOD,
-        lora.METHOD,
-        relora.METHOD,
-        low_rank.METHOD,
-        galore.GALORE,
-        galore.GALORE_8BIT,
-        galore.GALORE_LAYERWISE,
-        galore.GALORE_8BIT_LAYERWISE,
-        galore.GALORE_REFERENCE,
-        layerwise.FULL_METHOD,
-        layerwise.ADAM8BIT_METHOD,
-        apollo.APOLLO,
-        apollo.APOLLO_MINI,
-        apollo.APOLLO_LAYERWISE,
-        adam_mini.METHOD,
-        fira.METHOD,
-        torchao_lowbit.ADAMW_8BIT,
-        torchao_lowbit.ADAMW_4BIT,
-        q_galore.METHOD,
-        lora_variants.DORA,
-        lora_variants.PISSA,
-        qlora.METHOD,
-        muon.METHOD,
-        lisa.METHOD,
-        badam.METHOD,
-        lomo.LOMO,
-        lomo.ADALOMO,
-        paged_adam8bit.METHOD,
-        cpu_offload.METHOD,
-    )
+from methods.base import Method, Training  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Registered:
+    """Where a method is defined, and the distributions it imports beyond torch and transformers
+    (their pip names: records name their versions, the memory gate watches them, `harness.py
+    list` names their licences). Said here, so that knowing them imports none of them."""
+
+    module: str
+    attribute: str
+    packages: tuple[str, ...] = ()
+
+
+BITSANDBYTES = ("bitsandbytes",)
+REGISTERED = {
+    "full": Registered("methods.full", "METHOD"),
+    "adam8bit": Registered("methods.adam8bit", "METHOD", BITSANDBYTES),
+    "lora": Registered("methods.lora", "METHOD", ("peft",)),
+    "relora": Registered("methods.relora", "METHOD", ("peft",)),
+    "low_rank": Registered("methods.low_rank", "METHOD"),
+    "galore": Registered("methods.galore", "GALORE"),
+    "galore8bit": Registered("methods.galore", "GALORE_8BIT", BITSANDBYTES),
+    "galore_layerwise": Registered("methods.galore", "GALORE_LAYERWISE"),
+    "galore8bit_layerwise": Registered("methods.galore", "GALORE_8BIT_LAYERWISE", BITSANDBYTES),
+    "galore_ref": Registered("methods.galore", "GALORE_REFERENCE", ("galore-torch",)),
+    "full_layerwise": Registered("methods.layerwise", "FULL_METHOD"),
+    "adam8bit_layerwise": Registered("methods.layerwise", "ADAM8BIT_METHOD", BITSANDBYTES),
+    "apollo": Registered("methods.apollo", "APOLLO", ("apollo-torch",)),
+    "apollo_mini": Registered("methods.apollo", "APOLLO_MINI", ("apollo-torch",)),
+    "apollo_layerwise": Registered("methods.apollo", "APOLLO_LAYERWISE", ("apollo-torch",)),
+    "adam_mini": Registered("methods.adam_mini", "METHOD", ("adam-mini",)),
+    "fira": Registered("methods.fira", "METHOD", ("fira",)),
+    "torchao_adamw8bit": Registered("methods.torchao_lowbit", "ADAMW_8BIT", ("torchao",)),
+    "torchao_adamw4bit": Registered("methods.torchao_lowbit", "ADAMW_4BIT", ("torchao",)),
+    "q_galore": Registered("methods.q_galore", "METHOD", BITSANDBYTES),
+    "dora": Registered("methods.lora_variants", "DORA", ("peft",)),
+    "pissa": Registered("methods.lora_variants", "PISSA", ("peft",)),
+    "qlora": Registered("methods.qlora", "METHOD", ("peft", "bitsandbytes")),
+    "muon": Registered("methods.muon", "METHOD"),
+    "lisa": Registered("methods.lisa", "METHOD"),
+    "badam": Registered("methods.badam", "METHOD", ("badam",)),
+    "lomo": Registered("methods.lomo", "LOMO", ("lomo-optim",)),
+    "adalomo": Registered("methods.lomo", "ADALOMO", ("lomo-optim",)),
+    "paged_adam8bit": Registered("methods.paged_adam8bit", "METHOD", BITSANDBYTES),
+    "cpu_offload_adamw": Registered("methods.cpu_offload", "METHOD", ("torchao",)),
 }
+"""Every method by name, in the order `harness.py list` and `--method all` take them."""
+
+
+class _Methods(Mapping):
+    """Name -> Method, each method's module imported when the method is first looked up: a run
+    or an estimate of one method does not pay for the imports of the thirty (bitsandbytes alone
+    takes seconds: its kernels are torch.compile'd at import)."""
+
+    def __getitem__(self, name: str) -> Method:
+        registered = REGISTERED[name]
+        return getattr(importlib.import_module(registered.module), registered.attribute)
+
+    def __contains__(self, name) -> bool:
+        return name in REGISTERED
+
+    def __iter__(self):
+        return iter(REGISTERED)
+
+    def __len__(self) -> int:
+        return len(REGISTERED)
+
+
+METHODS = _Methods()
 
 
 def prepare_training(model, spec, workload) -> Training:

@@ -8,5 +8,4 @@ def prepare(model, spec, options, workload):
     return Training(model=model, optimizer=optimizer, scheduler=warmup_cosine_schedule(optimizer, spec))
 
 
-METHOD = Method("adam8bit", prepare, NoOptions, "bitsandbytes AdamW8bit (blockwise 8-bit moments)", fsdp2=True,
-                packages=("bitsandbytes",))
+METHOD = Method("adam8bit", prepare, NoOptions, "bitsandbytes AdamW8bit (blockwise 8-bit moments)", fsdp2=True)

@@ -53,5 +53,4 @@ def prepare(model, spec, options: NoOptions, workload) -> Training:
     return Training(model=model, optimizer=optimizer, scheduler=warmup_cosine_schedule(optimizer, spec))
 
 
-METHOD = Method("adam_mini", prepare, NoOptions, "Adam-mini (adam-mini): one second-moment value per block",
-                packages=("adam-mini",))
+METHOD = Method("adam_mini", prepare, NoOptions, "Adam-mini (adam-mini): one second-moment value per block")

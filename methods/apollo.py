@@ -26,7 +26,6 @@ from methods.layerwise import layerwise_training
 
 PROJECTIONS = ("random", "svd")
 SCALE_TYPES = ("channel", "tensor")
-PACKAGES = ("apollo-torch",)
 HF_WEIGHT_DECAY = 0.0
 """Under conventions "hf", the weight decay of every tensor: APOLLOAdamW's default, as
 transformers' Trainer builds apollo_adamw from the lr alone."""
@@ -130,10 +129,10 @@ def prepare_layerwise(model, spec, options: ApolloOptions, workload) -> Training
 
 
 APOLLO = Method("apollo", prepare, ApolloOptions, "APOLLO (apollo-torch): channel-wise scaled updates from random-projected moments",
-                fsdp2=True, packages=PACKAGES, rank=options_rank)
+                fsdp2=True, rank=options_rank)
 APOLLO_MINI = Method("apollo_mini", prepare, ApolloMiniOptions, "APOLLO-Mini (apollo-torch): rank 1, tensor-wise scaling",
-                     fsdp2=True, packages=PACKAGES, rank=options_rank)
+                     fsdp2=True, rank=options_rank)
 APOLLO_LAYERWISE = Method(
-    "apollo_layerwise", prepare_layerwise, ApolloOptions, "APOLLO (apollo-torch), layer-wise updates", packages=PACKAGES,
+    "apollo_layerwise", prepare_layerwise, ApolloOptions, "APOLLO (apollo-torch), layer-wise updates",
     rank=options_rank,
 )

@@ -107,5 +107,4 @@ def prepare(model, spec, options: BadamOptions, workload) -> Training:
 
 
 METHOD = Method("badam", prepare, BadamOptions,
-                "BAdam (badam): Adam on one block of layers at a time, switched every switch_every steps",
-                packages=("badam",))
+                "BAdam (badam): Adam on one block of layers at a time, switched every switch_every steps")

@@ -2,13 +2,12 @@
 methods share (AdamW and 8-bit AdamW and the param groups they decay, the schedule, picking
 Linear layers by name), each following the run's conventions where ours and Hugging Face's differ."""
 
+import math
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
-import bitsandbytes
-import bitsandbytes.functional
 import torch
-from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
 from core.options import parse_options
 from core.spec import RunSpec
@@ -61,9 +60,6 @@ class Method:
     fsdp2: bool = False
     """It trains under sharding = "fsdp2" (each rank holds a shard of every weight, as a DTensor);
     the others are refused before the run (methods/__init__.py says why, per family)."""
-    packages: tuple[str, ...] = ()
-    """The distributions it imports beyond torch and transformers (their pip names): records
-    name their versions and the memory gate watches them."""
     rank: Callable | None = None
     """rank(options, spec) -> the rank it trains at, its default resolved (a low-rank method);
     None for full-rank methods. Records carry it, typed, for reports to key rows on."""
@@ -131,6 +127,7 @@ def adamw(param_groups: list[dict], spec: RunSpec) -> torch.optim.AdamW:
 
 def adamw8bit(param_groups: list[dict], spec: RunSpec):
     """bitsandbytes' AdamW8bit (blockwise 8-bit moments) at the spec's lr and weight decay."""
+    import bitsandbytes  # here, not at the top: it takes seconds, and most methods never use it
     return bitsandbytes.optim.AdamW8bit(param_groups, lr=spec.lr, weight_decay=spec.weight_decay)
 
 
@@ -177,11 +174,25 @@ def projection_weight_decay(spec: RunSpec, hf_default: float) -> float:
     return hf_default if spec.conventions == "hf" else spec.weight_decay
 
 
-def warmup_cosine_schedule(optimizer: torch.optim.Optimizer, spec: RunSpec):
-    """The paper's schedule: linear warm-up, then cosine decay to 10% of the peak lr."""
-    return get_cosine_with_min_lr_schedule_with_warmup(
-        optimizer,
-        num_warmup_steps=int(spec.warmup_fraction * spec.steps),
-        num_training_steps=spec.steps,
-        min_lr_rate=0.1,
-    )
+MIN_LR_RATE = 0.1
+"""The cosine decays to this fraction of the peak lr."""
+
+
+def warmup_cosine_multiplier(step: int, warmup_steps: int, total_steps: int) -> float:
+    """The lr multiplier after `step` optimizer steps: linear warm-up, then cosine decay to
+    MIN_LR_RATE. Computed in the order of transformers' get_cosine_with_min_lr_schedule_with_warmup,
+    so that every lr is that schedule's to the bit (tests/methods/test_schedule.py); ours, because
+    importing transformers.optimization imports peft, seconds for every process."""
+    if step < warmup_steps:
+        return float(step) / float(max(1, warmup_steps))
+    progress = float(step - warmup_steps) / float(max(1, total_steps - warmup_steps))
+    factor = 0.5 * (1.0 + math.cos(math.pi * 0.5 * 2.0 * progress))
+    return max(0, factor * (1 - MIN_LR_RATE) + MIN_LR_RATE)
+
+
+def warmup_cosine_schedule(optimizer: torch.optim.Optimizer, spec: RunSpec) -> torch.optim.lr_scheduler.LambdaLR:
+    """The paper's schedule: linear warm-up over the run's warm-up fraction, then cosine decay to
+    10% of the peak lr at its last step."""
+    multiplier = partial(warmup_cosine_multiplier, warmup_steps=int(spec.warmup_fraction * spec.steps),
+                         total_steps=spec.steps)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)

@@ -123,5 +123,5 @@ def prepare(model, spec, options: CPUOffloadOptions, workload) -> Training:
 
 
 METHOD = Method("cpu_offload_adamw", prepare, CPUOffloadOptions,
-                "torchao CPUOffloadOptimizer: AdamW state and step on the host (CUDA only)", packages=("torchao",),
+                "torchao CPUOffloadOptimizer: AdamW state and step on the host (CUDA only)",
                 cuda_only=True, notes=lambda where: NOTES.get(where, ()))

@@ -51,6 +51,5 @@ def prepare(model, spec, options: FiraOptions, workload) -> Training:
 
 
 METHOD = Method(
-    "fira", prepare, FiraOptions, "Fira (fira): GaLore plus the norm-scaled full-rank residual", svd_rank=True,
-    packages=("fira",), rank=galore_rank,
+    "fira", prepare, FiraOptions, "Fira (fira): GaLore plus the norm-scaled full-rank residual", svd_rank=True, rank=galore_rank,
 )

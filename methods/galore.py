@@ -98,16 +98,14 @@ GALORE = Method("galore", _one_optimizer(GaLoreAdamW), GaLoreOptions, "GaLore Ad
                 fsdp2=True, rank=galore_rank)
 GALORE_8BIT = Method(
     "galore8bit", _one_optimizer(GaLoreAdamW8bit), GaLoreOptions, "GaLore with bitsandbytes 8-bit moments", svd_rank=True,
-    fsdp2=True, packages=("bitsandbytes",), rank=galore_rank,
+    fsdp2=True, rank=galore_rank,
 )
 GALORE_LAYERWISE = Method(
     "galore_layerwise", _layerwise(GaLoreAdamW), GaLoreOptions, "GaLore AdamW, layer-wise updates", svd_rank=True, rank=galore_rank
 )
 GALORE_8BIT_LAYERWISE = Method(
-    "galore8bit_layerwise", _layerwise(GaLoreAdamW8bit), GaLoreOptions, "8-bit GaLore, layer-wise updates", svd_rank=True,
-    packages=("bitsandbytes",), rank=galore_rank,
+    "galore8bit_layerwise", _layerwise(GaLoreAdamW8bit), GaLoreOptions, "8-bit GaLore, layer-wise updates", svd_rank=True, rank=galore_rank,
 )
 GALORE_REFERENCE = Method(
-    "galore_ref", prepare_reference, GaLoreOptions, "galore-torch 1.0's GaLoreAdamW (the reference)", svd_rank=True,
-    packages=("galore-torch",), rank=galore_rank,
+    "galore_ref", prepare_reference, GaLoreOptions, "galore-torch 1.0's GaLoreAdamW (the reference)", svd_rank=True, rank=galore_rank,
 )

@@ -10,7 +10,6 @@ import math
 
 import torch
 
-from methods.base import bitsandbytes
 from methods.galore_adamw import GaLoreAdamW
 from methods.galore_projector import add_projected_back, low_rank_gradient, low_rank_shape
 from methods.row_shards import local
@@ -21,6 +20,11 @@ BLOCK_SIZE = 256
 
 def quantization_maps(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """bitsandbytes' dynamic maps: signed for the first moment, unsigned for the second."""
+    # bitsandbytes is imported where its kernels are first needed, not with this module: it
+    # takes seconds (its CPU kernels are torch.compile'd at import), and GaLore's 32-bit methods,
+    # defined beside the 8-bit ones (methods/galore.py), never call it.
+    import bitsandbytes.functional
+
     signed = bitsandbytes.functional.create_dynamic_map(signed=True).to(device)
     unsigned = bitsandbytes.functional.create_dynamic_map(signed=False).to(device)
     return signed, unsigned
@@ -90,6 +94,8 @@ class GaLoreAdamW8bit(GaLoreAdamW):
     @staticmethod
     def _adam_kernel(group: dict, state: dict, grad: torch.Tensor, target: torch.Tensor, weight_decay: float):
         """bitsandbytes' fused Adam update of target, in place, with this state's moments."""
+        import bitsandbytes.functional  # imported by quantization_maps already: a lookup here
+
         beta1, beta2 = group["betas"]
         if state["state1"].dtype == torch.uint8:
             bitsandbytes.functional.optimizer_update_8bit_blockwise(

@@ -10,8 +10,7 @@ from functools import partial
 
 import torch
 
-MIN_LR_RATE = 0.1
-"""The cosine decays to this fraction of the peak lr, as in warmup_cosine_schedule."""
+from methods.base import MIN_LR_RATE
 
 
 def jagged_cosine_multiplier(

@@ -120,5 +120,4 @@ ADAM8BIT_METHOD = Method(
     _one_optimizer_per_parameter(adamw8bit),
     NoOptions,
     "bitsandbytes AdamW8bit, layer-wise updates",
-    packages=("bitsandbytes",),
 )

@@ -109,6 +109,6 @@ def _prepare(package_optimizer):
 
 
 LOMO = Method("lomo", _prepare(LomoOfOne), NoOptions,
-              "LOMO (lomo-optim): SGD fused into the backward, no optimizer state", packages=("lomo-optim",))
+              "LOMO (lomo-optim): SGD fused into the backward, no optimizer state")
 ADALOMO = Method("adalomo", _prepare(AdaLomoOfOne), NoOptions,
-                 "AdaLOMO (lomo-optim): factored second moments, fused into the backward", packages=("lomo-optim",))
+                 "AdaLOMO (lomo-optim): factored second moments, fused into the backward")

@@ -77,5 +77,5 @@ def prepare(model, spec, options, workload):
     return train_adapted(wrap_with_lora(model, options, workload), spec)
 
 
-METHOD = Method("lora", prepare, LoraOptions, "LoRA via peft on attention/MLP Linears", fsdp2=True, packages=("peft",),
+METHOD = Method("lora", prepare, LoraOptions, "LoRA via peft on attention/MLP Linears", fsdp2=True,
                 rank=options_rank)

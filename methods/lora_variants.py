@@ -55,8 +55,6 @@ def prepare_pissa(model, spec, options, workload):
 
 
 DORA = Method("dora", prepare_dora, DoraOptions,
-              "DoRA via peft: LoRA plus a trainable magnitude per output feature of each adapted Linear",
-              packages=("peft",), rank=options_rank, fsdp2=True)
+              "DoRA via peft: LoRA plus a trainable magnitude per output feature of each adapted Linear", rank=options_rank, fsdp2=True)
 PISSA = Method("pissa", prepare_pissa, PissaOptions,
-               "PiSSA via peft: LoRA started from each weight's principal singular vectors, residual frozen",
-               packages=("peft",), rank=options_rank, fsdp2=True)
+               "PiSSA via peft: LoRA started from each weight's principal singular vectors, residual frozen", rank=options_rank, fsdp2=True)

@@ -40,5 +40,4 @@ def prepare(model, spec, options, workload) -> Training:
 
 
 METHOD = Method("paged_adam8bit", prepare, NoOptions,
-                "bitsandbytes PagedAdamW8bit (8-bit moments in CUDA unified memory; on CPU it is adam8bit)",
-                packages=("bitsandbytes",), notes=lambda where: NOTES.get(where, ()), fsdp2=True)
+                "bitsandbytes PagedAdamW8bit (8-bit moments in CUDA unified memory; on CPU it is adam8bit)", notes=lambda where: NOTES.get(where, ()), fsdp2=True)

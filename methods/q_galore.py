@@ -240,5 +240,5 @@ def prepare(model, spec, options: QGaLoreOptions, workload) -> Training:
 
 METHOD = Method(
     "q_galore", prepare, QGaLoreOptions, "Q-GaLore: INT8 weights, INT4 projectors, lazy layer-wise refresh, 8-bit Adam",
-    svd_rank=True, packages=("bitsandbytes",), rank=galore_rank,
+    svd_rank=True, rank=galore_rank,
 )

@@ -19,9 +19,10 @@ evaluation would not run the trained arithmetic and the weight bytes would chang
 
 from dataclasses import dataclass
 
+import bitsandbytes
 import torch
 
-from methods.base import Method, bitsandbytes, linear_layers, options_rank
+from methods.base import Method, linear_layers, options_rank
 from methods.blocks import block_linear_names
 from methods.lora import LoraOptions, train_adapted, wrap_with_lora
 
@@ -72,5 +73,4 @@ def prepare(model, spec, options, workload):
 
 
 METHOD = Method("qlora", prepare, QloraOptions,
-                "QLoRA: LoRA via peft over NF4 4-bit frozen base weights (bitsandbytes Linear4bit)",
-                packages=("peft", "bitsandbytes"), rank=options_rank)
+                "QLoRA: LoRA via peft over NF4 4-bit frozen base weights (bitsandbytes Linear4bit)", rank=options_rank)

@@ -154,6 +154,5 @@ def prepare(model, spec, options, workload):
 
 
 METHOD = Method(
-    "relora", prepare, ReloraOptions, "ReLoRA: peft LoRA merged and restarted every reset_interval steps, jagged cosine lr",
-    packages=("peft",), rank=options_rank,
+    "relora", prepare, ReloraOptions, "ReLoRA: peft LoRA merged and restarted every reset_interval steps, jagged cosine lr", rank=options_rank,
 )

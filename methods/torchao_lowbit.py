@@ -43,9 +43,7 @@ def _prepare(optimizer_class):
 
 ADAMW_8BIT = Method(
     "torchao_adamw8bit", _prepare(_eager(AdamW8bit)), NoOptions, "torchao AdamW8bit (blockwise 8-bit moments, eager)",
-    packages=("torchao",),
 )
 ADAMW_4BIT = Method(
     "torchao_adamw4bit", _prepare(_eager(AdamW4bit)), NoOptions, "torchao AdamW4bit (blockwise 4-bit moments, eager)",
-    packages=("torchao",),
 )

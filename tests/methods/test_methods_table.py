@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from core.spec import RunSpec
-from methods import METHODS
+from methods import METHODS, REGISTERED
 from methods.licenses import method_licenses
 from tests.record_fixtures import markdown_rows
 from training.preflight import check_run
@@ -21,7 +21,7 @@ RANKS_ROWS = {row["method"].strip("`"): row for row in markdown_rows(README, "me
 def test_the_table_lists_every_registered_method_with_its_licenses():
     assert list(ROWS) == list(METHODS)
     assert {name: row["package: license"] for name, row in ROWS.items()} == {
-        name: method_licenses(method.packages) for name, method in METHODS.items()}
+        name: method_licenses(registered.packages) for name, registered in REGISTERED.items()}
     assert list(RANKS_ROWS) == list(METHODS)
 
 

@@ -78,3 +78,26 @@ def test_method_trains_the_workload_into_a_complete_record(method, workload, siz
     assert {name: getattr(again, name) for name in DETERMINISTIC_MEMORY} == {
         name: getattr(memory, name) for name in DETERMINISTIC_MEMORY
     }
+
+
+def test_each_registered_name_is_its_methods_name():
+    assert [METHODS[name].name for name in METHODS] == list(METHODS)
+
+
+@pytest.mark.slow  # a fresh interpreter
+def test_looking_up_a_method_imports_no_heavy_package_it_does_not_declare():
+    """The registry imports a method's module when it is looked up: one that declares no package
+    beyond torch and transformers must not pull in bitsandbytes, peft or datasets (each takes a
+    second or more to import). Some packages import them themselves (apollo-torch imports
+    bitsandbytes, badam peft): such methods are not asked."""
+    import subprocess
+    import sys
+
+    from methods import REGISTERED
+
+    heavy = ("bitsandbytes", "peft", "datasets")
+    light = [name for name, registered in REGISTERED.items() if not registered.packages]
+    program = (f"import sys; from methods import METHODS; from workloads import WORKLOADS; "
+               f"[METHODS[name] for name in {light!r}]; print([m for m in {heavy!r} if m in sys.modules])")
+    shown = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=300, check=True)
+    assert len(light) >= 7 and shown.stdout.strip() == "[]"
