@@ -21,10 +21,12 @@ import json
 import os
 import sys
 from dataclasses import dataclass
-
-import datasets
+from typing import TYPE_CHECKING
 
 from workloads.glue_tasks import GLUE_HUB_NAME, GlueTask
+
+if TYPE_CHECKING:
+    import datasets
 
 ENTAILMENT = {"entailment": 0, "not_entailment": 1}
 
@@ -150,9 +152,11 @@ def local_hint(task: GlueTask) -> str:
     return f"point at local files instead: data.path = a directory holding {looked_for(task, 'train')}"
 
 
-def load_split(task: GlueTask, split: str, path: str | None) -> datasets.Dataset:
+def load_split(task: GlueTask, split: str, path: str | None) -> "datasets.Dataset":
     """One split ("train" or the task's validation split) with its text columns and "label", from
     the local copy at `path`, or the Hub's where None."""
+    import datasets  # here: with pandas and pyarrow it takes a second, and Markov and synthetic runs never need it
+
     if path is not None:
         return _local_split(path, task, split)
     try:
@@ -163,9 +167,11 @@ def load_split(task: GlueTask, split: str, path: str | None) -> datasets.Dataset
         ) from None
 
 
-def _local_split(path: str, task: GlueTask, split: str) -> datasets.Dataset:
+def _local_split(path: str, task: GlueTask, split: str) -> "datasets.Dataset":
     """One split of a local copy, as the Hub's columns; a FileNotFoundError naming what was looked
     for where no layout holds it."""
+    import datasets  # here, as in load_split
+
     if not os.path.isdir(path):
         raise FileNotFoundError(f"data.path {path!r} is not a directory; it must hold {looked_for(task, split)}")
     for extension, builder in HUB_BUILDERS.items():

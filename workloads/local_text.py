@@ -18,9 +18,11 @@ import gzip
 import json
 import os
 import zlib
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-import datasets
+if TYPE_CHECKING:
+    import datasets
+
 
 JSON_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz")
 TEXT_SUFFIXES = (".txt",)
@@ -117,8 +119,10 @@ def split_files(path: str, split: str, validation_files: str, validation_fractio
 
 
 def local_documents(path: str, split: str, validation_files: str, validation_fraction: float | None,
-                    any_extension: bool) -> datasets.IterableDataset:
+                    any_extension: bool) -> "datasets.IterableDataset":
     """The split as a stream of {"text": ...} documents (shuffled by the caller)."""
+    import datasets  # here: with pandas and pyarrow it takes a second, and Markov and synthetic runs never need it
+
     files = split_files(path, split, validation_files, validation_fraction, any_extension)
     return datasets.IterableDataset.from_generator(
         _documents, gen_kwargs={"files": files, "split": split, "validation_fraction": validation_fraction})

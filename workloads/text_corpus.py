@@ -10,15 +10,17 @@ the sequences of a one-process run. (The reference splits the documents by rank 
 gives every rank other sequences than one process would see.)
 """
 
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-import datasets
 import torch
 from transformers import AutoTokenizer
 
 from workloads.base import ALL_ROWS, keep_rows, unpadded_batch
 from workloads.hub import hub_reachable, lookup_options
 from workloads.local_text import local_documents
+
+if TYPE_CHECKING:
+    import datasets
 
 C4_HUB_NAME = "allenai/c4"
 DEFAULT_TOKENIZER = "t5-base"
@@ -57,9 +59,11 @@ def load_tokenizer(name_or_path: str | None, model_vocab_size: int, hint: str = 
     return tokenizer
 
 
-def load_documents(corpus: str, split: str, local: dict) -> datasets.IterableDataset:
+def load_documents(corpus: str, split: str, local: dict) -> "datasets.IterableDataset":
     """The split as a stream of {"text": ...} documents: C4 from the Hub (corpus "c4") or the
     files of a local folder (corpus "local"; `local`: local_text.local_documents' arguments)."""
+    import datasets  # here: with pandas and pyarrow it takes a second, and Markov and synthetic runs never need it
+
     if corpus == "c4":
         if not hub_reachable():
             raise RuntimeError(f"data.corpus 'c4' streams {C4_HUB_NAME} from the Hub, which cannot be reached here; "
@@ -73,7 +77,7 @@ def load_documents(corpus: str, split: str, local: dict) -> datasets.IterableDat
     return local_documents(split=split, **local)
 
 
-def training_documents(corpus: str, local: dict, seed: int) -> datasets.IterableDataset:
+def training_documents(corpus: str, local: dict, seed: int) -> "datasets.IterableDataset":
     """The shuffled training documents, the same stream on every rank."""
     return load_documents(corpus, "train", local).shuffle(seed=SHUFFLE_SEED + seed, buffer_size=SHUFFLE_BUFFER_DOCUMENTS)
 

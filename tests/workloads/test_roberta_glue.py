@@ -189,7 +189,7 @@ def test_unreachable_hub_says_how_to_use_local_files(monkeypatch):
     def offline(*args, **kwargs):
         raise ConnectionError("Couldn't reach 'nyu-mll/glue' on the Hub (LocalEntryNotFoundError)")
 
-    monkeypatch.setattr(glue_splits.datasets, "load_dataset", offline)
+    monkeypatch.setattr(datasets, "load_dataset", offline)
     with pytest.raises(RuntimeError, match="could not load nyu-mll/glue .* data.path = a directory holding cola/train"):
         glue_splits.load_split(glue_tasks.GLUE_TASKS["cola"], "train", None)
 

@@ -3,6 +3,7 @@
 import itertools
 import math
 
+import datasets
 import pytest
 import torch
 
@@ -160,7 +161,7 @@ def test_unreachable_hub_says_how_to_use_local_files(monkeypatch):
         raise ConnectionError("Couldn't reach 'allenai/c4' on the Hub (LocalEntryNotFoundError)")
 
     monkeypatch.setattr(text_corpus, "hub_reachable", lambda: True)
-    monkeypatch.setattr(text_corpus.datasets, "load_dataset", offline)
+    monkeypatch.setattr(datasets, "load_dataset", offline)
     with pytest.raises(RuntimeError, match="could not stream allenai/c4 .* data.corpus = 'local', data.path = "):
         text_corpus.load_documents("c4", "train", {})
 
