@@ -40,17 +40,27 @@ from launchers.base import RunSettings, RunStopped
 from launchers.local.child import worker
 from launchers.suite_runner import STOP_SIGNALS, checkpoints_of
 from launchers.torchrun.parent import TorchrunProcess
+from methods import REGISTERED
 from results.schema import Record
 from training.checkpoints import set_aside_unreadable
 from training.loop import train
 from training.setting import run_setting
 
 WORKER_PRELOAD = ["training.outcome", "launchers.local.child"]
-"""Modules the fork server imports once for every worker (they import the rest)."""
+"""Modules the fork server imports once for every worker (they import torch, transformers and
+the workloads); a session adds the modules of its runs' methods (preload_methods_of)."""
 WORKERS = multiprocessing.get_context("forkserver")
 WORKERS.set_forkserver_preload(WORKER_PRELOAD)
 GRACE_S = 10.0
 """Seconds a worker gets to stop after SIGTERM before it is killed."""
+
+
+def preload_methods_of(runs: list[PlannedRun]):
+    """The fork server, not yet started, will also import the modules of these runs' methods:
+    once, not once per worker (the registry imports a method's module on first use), and only
+    those (bitsandbytes alone takes seconds to import)."""
+    modules = dict.fromkeys(REGISTERED[run.spec.method].module for run in runs)
+    WORKERS.set_forkserver_preload([*WORKER_PRELOAD, *modules])
 
 
 def _oom_kills() -> int | None:
@@ -172,6 +182,7 @@ class LocalSession:
 
     def run(self, suite_name: str, pending: list[PlannedRun], stops):
         train_function = self.settings.train_function or train
+        preload_methods_of(pending)
         for index, planned in enumerate(pending, 1):
             print(f"[{index}/{len(pending)}] {planned.description} ({planned.spec.run_id}) started", flush=True)
             record = run_one(planned, suite_name, train_function, self.settings.progress, self.settings.timeout_s,
