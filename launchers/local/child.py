@@ -1,5 +1,6 @@
 """The child side of a local run: what the fork-server worker process runs (parent.py starts it)."""
 
+import gc
 import json
 import os
 import select
@@ -47,5 +48,8 @@ def worker(spec_json: dict, outcome_path: str, train_function, progress: bool, c
     """Runs in the child: set up, train, and write the outcome (success or caught failure) as
     the record's fields in JSON. `harness_pid`: the process that started it, which it dies with."""
     _die_with_the_harness(harness_pid)
+    # What the fork server imported stays alive: collections (BAdam's on every block switch,
+    # and the interpreter's own) then walk only this run's objects, not the imported modules'.
+    gc.freeze()
     outcome = train_outcome(spec_json, train_function, progress, checkpoint_dir, recorded_packages())
     Path(outcome_path).write_text(json.dumps(outcome))
