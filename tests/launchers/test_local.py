@@ -192,10 +192,17 @@ def fork_server_of(harness_pid: int) -> list[psutil.Process]:
     return [child for child in psutil.Process(harness_pid).children() if "forkserver" in " ".join(child.cmdline())]
 
 
-def forked_by_a_fork_server() -> set[int]:
-    """Live processes running a fork server's command line: fork servers and the workers they fork."""
-    return {p.info["pid"] for p in psutil.process_iter(["pid", "cmdline", "status"])
-            if "multiprocessing.forkserver" in " ".join(p.info["cmdline"] or []) and p.info["status"] != "zombie"}
+HARNESS_MARK = "TEST_LOCAL_HARNESS"
+"""An environment variable a harness's fork server and workers inherit, set to a test's own value."""
+
+
+def forked_by_a_fork_server(mark: str) -> set[int]:
+    """Live processes running a fork server's command line, fork servers and the workers they
+    fork, whose environment holds `mark` (HARNESS_MARK): those of one harness, not those other
+    tests or other test sessions on this machine start meanwhile."""
+    return {p.info["pid"] for p in psutil.process_iter(["pid", "cmdline", "status", "environ"])
+            if "multiprocessing.forkserver" in " ".join(p.info["cmdline"] or []) and p.info["status"] != "zombie"
+            and (p.info["environ"] or {}).get(HARNESS_MARK) == mark}
 
 
 def asking_the_fork_server_for_the_worker(harness_pid: int) -> bool:
@@ -212,9 +219,9 @@ def test_a_stop_while_the_first_worker_is_starting_leaves_no_worker_to_start_lat
     then must not leave that worker to be forked after the harness has gone."""
     text = SUITE.replace("steps = 3", "steps = 100000").split("[[methods]]")[0] + '[[methods]]\nname = "full"\n'
     results = tmp_path / "long.jsonl"
-    others = forked_by_a_fork_server()  # this test session's own
     harness = subprocess.Popen([sys.executable, "harness.py", "run", str(write_suite(text)), "--results", str(results),
-                                "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                                "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                               env={**os.environ, HARNESS_MARK: str(tmp_path)})
     OutputLines(harness.stdout).wait_for(") started")  # the harness is about to start the fork server
     wait_until(lambda: harness.poll() is not None or asking_the_fork_server_for_the_worker(harness.pid),
                "the harness asks the fork server for the worker")
@@ -228,7 +235,7 @@ def test_a_stop_while_the_first_worker_is_starting_leaves_no_worker_to_start_lat
     harness.send_signal(signal.SIGTERM)
     assert harness.wait(timeout=HANG_GUARD_S) == 128 + signal.SIGTERM
     assert gone([server])
-    assert forked_by_a_fork_server() - others == set()
+    assert forked_by_a_fork_server(str(tmp_path)) == set()
     [record] = read_records(results)
     assert (record.status, record.error) == ("killed", "the harness was stopped by SIGTERM during this run")
 
