@@ -9,6 +9,8 @@ import threading
 import time
 from typing import Callable, TextIO
 
+import psutil
+
 HANG_GUARD_S = 1800
 """Seconds after which a wait is a hang, not a slow machine: a harness's start-up, seconds on a
 quiet machine here, took over three minutes at a load average of 16 (two CPU burners and other
@@ -52,18 +54,25 @@ class OutputLines:
         raise AssertionError(f"the pipe ended before a line with {text!r}; the last ones: {self.seen[-5:]}")
 
 
-def wait_for_exit(pid: int):
-    """Until the process `pid` has ended: its pidfd turns readable then, as the local launcher's
-    workers watch their harness (launchers/local/child.py)."""
+def ended(pid: int) -> bool:
+    """Whether the process `pid` ends (a zombie has ended) within the hang guard, waited for on
+    its pidfd, readable from the moment it exits, as the local launcher's workers watch their
+    harness (launchers/local/child.py)."""
     try:
         pidfd = os.pidfd_open(pid)
     except ProcessLookupError:
-        return
+        return True
     try:
-        ended, _, _ = select.select([pidfd], [], [], HANG_GUARD_S)
-        assert ended, f"process {pid} still running after {HANG_GUARD_S} s (hang guard)"
+        readable, _, _ = select.select([pidfd], [], [], HANG_GUARD_S)
+        return bool(readable)
     finally:
         os.close(pidfd)
+
+
+def all_ended(processes: list[psutil.Process]) -> bool:
+    """Whether every one of them ends (zombies count as ended) within the hang guard."""
+    # is_running() first: a process already ended and reaped may have left its pid to another.
+    return all(ended(process.pid) for process in processes if process.is_running())
 
 
 def wait_until(condition: Callable[[], object], what: str, interval_s: float = 0.01):

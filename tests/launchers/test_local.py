@@ -19,7 +19,7 @@ from launchers.suite_runner import checkpoints_of
 from results.records import read_records, results_lock
 from suites.load import load_suite
 from tests.conftest import run_locally
-from tests.process_events import HANG_GUARD_S, OutputLines, wait_until
+from tests.process_events import HANG_GUARD_S, OutputLines, all_ended, wait_until
 from training.loop import train
 
 SUITE = """
@@ -152,12 +152,6 @@ def descendants(pid: int) -> list[psutil.Process]:
     return psutil.Process(pid).children(recursive=True)
 
 
-def gone(processes: list[psutil.Process]) -> bool:
-    """Whether they all end (zombies count as ended), waited for up to the hang guard."""
-    _, alive = psutil.wait_procs(processes, timeout=HANG_GUARD_S)
-    return not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_stopping_the_harness_records_the_run_killed_and_leaves_no_process(write_suite, tmp_path, stop):
@@ -166,7 +160,7 @@ def test_stopping_the_harness_records_the_run_killed_and_leaves_no_process(write
     assert children
     harness.send_signal(stop)
     assert harness.wait(timeout=HANG_GUARD_S) == 128 + stop
-    assert gone(children)
+    assert all_ended(children)
     [record] = read_records(results)
     assert (record.status, record.error) == ("killed", f"the harness was stopped by {stop.name} during this run")
 
@@ -182,9 +176,9 @@ def test_a_killed_harness_leaves_no_worker_training(write_suite, tmp_path):
     server.suspend()
     harness.kill()
     harness.wait(timeout=HANG_GUARD_S)
-    assert gone(workers)
+    assert all_ended(workers)
     server.resume()
-    assert gone(everything)
+    assert all_ended(everything)
     assert read_records(results) == []
 
 
@@ -234,7 +228,7 @@ def test_a_stop_while_the_first_worker_is_starting_leaves_no_worker_to_start_lat
     assert not server.children()
     harness.send_signal(signal.SIGTERM)
     assert harness.wait(timeout=HANG_GUARD_S) == 128 + signal.SIGTERM
-    assert gone([server])
+    assert all_ended([server])
     assert forked_by_a_fork_server(str(tmp_path)) == set()
     [record] = read_records(results)
     assert (record.status, record.error) == ("killed", "the harness was stopped by SIGTERM during this run")

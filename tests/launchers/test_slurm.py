@@ -30,7 +30,7 @@ from launchers.suite_runner import run_suite
 from results.records import read_records
 from suites.load import load_suite
 from tests.conftest import run_locally
-from tests.process_events import HANG_GUARD_S, OutputLines, wait_for_exit
+from tests.process_events import HANG_GUARD_S, OutputLines, ended
 from training.loop import train
 
 pytestmark = pytest.mark.slow  # each job starts its own interpreter
@@ -112,7 +112,7 @@ def test_a_rerun_collects_the_job_a_stopped_harness_left_running_without_submitt
     assert stopped.value.signal_number == signal.SIGINT
     assert f"1 jobs left running ({job_id}); run the same command again" in str(stopped.value)
     assert read_records(results) == []
-    wait_for_exit(int(job_id))  # the job trains on without its harness (a local job's id is its pid)
+    assert ended(int(job_id))  # the job trains on without its harness (a local job's id is its pid)
     assert (jobs_folder_of(results) / f"{job_id}_0_result.pkl").exists()
     capsys.readouterr()
     [record] = on_the_local_cluster(suite, results)
