@@ -88,6 +88,9 @@ class StartedOnceEveryRankRuns(TorchrunProcess):
                 ready, _, _ = select.select([reader, torchrun], [], [], HANG_GUARD_S)
                 assert reader in ready, f"ranks running: {said.split()}; torchrun ended or the hang guard did"
                 said += os.read(reader, 64).decode()
+        except BaseException:
+            self.kill()  # the ranks die with torchrun
+            raise
         finally:
             for descriptor in (reader, keeper, torchrun):
                 os.close(descriptor)
