@@ -12,11 +12,12 @@ from harness import main
 from methods import METHODS
 from results.schema import Environment
 from suites.load import load_suite
+from tests.process_events import HANG_GUARD_S
 from workloads import WORKLOADS
 
 
 def harness(*args):
-    return subprocess.run([sys.executable, "harness.py", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "harness.py", *args], capture_output=True, text=True, timeout=HANG_GUARD_S)
 
 
 def test_list_shows_every_method_and_workload_with_its_options(capsys):

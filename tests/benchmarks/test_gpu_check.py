@@ -3,7 +3,6 @@ suites load, its runner cuts a command at its time box and goes on, and its summ
 the traced-against-device ratio from records."""
 
 import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -63,21 +62,22 @@ def test_a_budget_below_a_minute_is_refused(capsys):
     assert "30 must be at least 60" in capsys.readouterr().err
 
 
-def sleeper(seconds: float, box_s: int) -> Command:
-    return Command(f"sleep {seconds}", (sys.executable, "-c", f"import time; time.sleep({seconds})"), None, (),
-                   box_s, seconds)
+def sleeper(seconds: int, box_s: int) -> Command:
+    # sleep(1), not an interpreter: "sleep 0" ends at once however loaded the machine.
+    return Command(f"sleep {seconds}", ("sleep", str(seconds)), None, (), box_s, seconds)
 
 
 def test_a_command_past_its_time_box_is_cut_and_the_check_goes_on(tmp_path, monkeypatch):
-    parts = [Part(1, "slow", 10, (sleeper(60, 6), sleeper(0, 5))), Part(2, "next", 10, (sleeper(0, 10),)),
+    parts = [Part(1, "slow", 9, (sleeper(60, 5), sleeper(0, 5))), Part(2, "next", 10, (sleeper(0, 10),)),
              Part(3, "two GPUs", 10, (sleeper(0, 10),), min_gpus=2)]
     monkeypatch.setattr(gpu_check, "gpu_check_plan", lambda out: parts)
     (tmp_path / "gpu_check").mkdir()
     (tmp_path / "gpu_check" / "earlier.txt").write_text("kept")
     assert gpu_check.run_check(tmp_path / "gpu_check", gpus=1, budget_s=120) == 1
     summary = (tmp_path / "gpu_check" / "summary.md").read_text()
-    assert "- part 1, sleep 60: cut at its time box (6 s)" in summary
-    # The part's 10 s box: 6 went to the cut command, so the second starts with 4 left: too few.
+    assert "- part 1, sleep 60: cut at its time box (5 s)" in summary
+    # The part's 9 s box: 5 went to the cut command, so the second would start with under 4 left,
+    # fewer than the 5 a command needs (SHORTEST_BOX_S); a slower machine leaves fewer still.
     assert "- part 1, sleep 0: not started, its part's time box is spent" in summary
     assert "- part 2, sleep 0: exit 0" in summary
     assert "- part 3: skipped, it needs 2 GPUs and this host has 1; its 10 s go to the next part" in summary

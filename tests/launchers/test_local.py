@@ -19,6 +19,7 @@ from launchers.suite_runner import checkpoints_of
 from results.records import read_records, results_lock
 from suites.load import load_suite
 from tests.conftest import run_locally
+from tests.process_events import HANG_GUARD_S, OutputLines, all_ended, wait_until
 from training.loop import train
 
 SUITE = """
@@ -102,10 +103,12 @@ def test_every_way_a_run_ends_is_recorded_and_the_suite_goes_on(write_suite, tmp
 def test_a_run_past_the_timeout_is_stopped_and_retried_only_when_asked(write_suite, tmp_path):
     suite = load_suite(write_suite(SUITE.split("[[methods]]")[0] + '[[methods]]\nname = "full"\n'))
     results = tmp_path / "runner.jsonl"
-    [record] = run_locally(suite, results, train_function=sleeps, progress=False, timeout_s=2)
-    assert (record.status, record.error) == ("timeout", "ran past --run-timeout 2 s and was stopped")
-    assert run_locally(suite, results, train_function=sleeps, progress=False, timeout_s=2) == []
-    [again] = run_locally(suite, results, train_function=sleeps, progress=False, timeout_s=2, retry_timeouts=True)
+    # The timeout counts from the worker's fork, and the stand-in never finishes: any timeout
+    # ends the run as timeout, however loaded the machine.
+    [record] = run_locally(suite, results, train_function=sleeps, progress=False, timeout_s=0.5)
+    assert (record.status, record.error) == ("timeout", "ran past --run-timeout 0.5 s and was stopped")
+    assert run_locally(suite, results, train_function=sleeps, progress=False, timeout_s=0.5) == []
+    [again] = run_locally(suite, results, train_function=sleeps, progress=False, timeout_s=0.5, retry_timeouts=True)
     assert again.status == "timeout"
 
 
@@ -130,15 +133,13 @@ def test_run_exits_1_when_a_run_did_not_finish_ok(write_suite, tmp_path):
 
 
 def start_long_suite(write_suite, tmp_path):
-    """A harness running a run long enough to be stopped, returned once its worker exists."""
+    """A harness running a run long enough to be stopped, returned once its worker trains: the
+    worker's progress bar on the harness's stderr says so (a thread reads the rest)."""
     text = SUITE.replace("steps = 3", "steps = 100000").split("[[methods]]")[0] + '[[methods]]\nname = "full"\n'
     results = tmp_path / "long.jsonl"
-    harness = subprocess.Popen([sys.executable, "harness.py", "run", str(write_suite(text)), "--results", str(results),
-                                "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240  # imports and the fork server's preload are slow on a loaded machine
-    while not worker_of(harness.pid):
-        assert time.time() < deadline and harness.poll() is None
-        time.sleep(0.5)
+    harness = subprocess.Popen([sys.executable, "harness.py", "run", str(write_suite(text)), "--results", str(results)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    OutputLines(harness.stderr).wait_for("full llama-tiny: ")
     return harness, results
 
 
@@ -151,11 +152,6 @@ def descendants(pid: int) -> list[psutil.Process]:
     return psutil.Process(pid).children(recursive=True)
 
 
-def gone(processes: list[psutil.Process], within_s: float = 120) -> bool:
-    _, alive = psutil.wait_procs(processes, timeout=within_s)
-    return not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_stopping_the_harness_records_the_run_killed_and_leaves_no_process(write_suite, tmp_path, stop):
@@ -163,8 +159,8 @@ def test_stopping_the_harness_records_the_run_killed_and_leaves_no_process(write
     children = descendants(harness.pid)
     assert children
     harness.send_signal(stop)
-    assert harness.wait(timeout=120) == 128 + stop
-    assert gone(children)
+    assert harness.wait(timeout=HANG_GUARD_S) == 128 + stop
+    assert all_ended(children)
     [record] = read_records(results)
     assert (record.status, record.error) == ("killed", f"the harness was stopped by {stop.name} during this run")
 
@@ -173,12 +169,16 @@ def test_stopping_the_harness_records_the_run_killed_and_leaves_no_process(write
 def test_a_killed_harness_leaves_no_worker_training(write_suite, tmp_path):
     harness, results = start_long_suite(write_suite, tmp_path)
     workers, everything = worker_of(harness.pid), descendants(harness.pid)
+    assert workers
+    # The worker watches the harness itself, not only the fork server, which takes seconds to
+    # shut down with torch imported: with the fork server held stopped, the worker still ends.
+    [server] = fork_server_of(harness.pid)
+    server.suspend()
     harness.kill()
-    harness.wait(timeout=10)
-    # The worker watches the harness itself (0.1 s measured here), not only the fork server,
-    # which takes seconds to shut down with torch imported.
-    assert gone(workers, within_s=1)
-    assert gone(everything)
+    harness.wait(timeout=HANG_GUARD_S)
+    assert all_ended(workers)
+    server.resume()
+    assert all_ended(everything)
     assert read_records(results) == []
 
 
@@ -186,10 +186,25 @@ def fork_server_of(harness_pid: int) -> list[psutil.Process]:
     return [child for child in psutil.Process(harness_pid).children() if "forkserver" in " ".join(child.cmdline())]
 
 
-def forked_by_a_fork_server() -> set[int]:
-    """Live processes running a fork server's command line: fork servers and the workers they fork."""
-    return {p.info["pid"] for p in psutil.process_iter(["pid", "cmdline", "status"])
-            if "multiprocessing.forkserver" in " ".join(p.info["cmdline"] or []) and p.info["status"] != "zombie"}
+HARNESS_MARK = "TEST_LOCAL_HARNESS"
+"""An environment variable a harness's fork server and workers inherit, set to a test's own value."""
+
+
+def forked_by_a_fork_server(mark: str) -> set[int]:
+    """Live processes running a fork server's command line, fork servers and the workers they
+    fork, whose environment holds `mark` (HARNESS_MARK): those of one harness, not those other
+    tests or other test sessions on this machine start meanwhile."""
+    return {p.info["pid"] for p in psutil.process_iter(["pid", "cmdline", "status", "environ"])
+            if "multiprocessing.forkserver" in " ".join(p.info["cmdline"] or []) and p.info["status"] != "zombie"
+            and (p.info["environ"] or {}).get(HARNESS_MARK) == mark}
+
+
+def asking_the_fork_server_for_the_worker(harness_pid: int) -> bool:
+    """The fork server runs and the harness has closed its listening socket, which it does once it
+    has noted the server's pid (multiprocessing.forkserver.ensure_running): from here on a stop is
+    the harness's to handle by ending the server."""
+    listening = [c for c in psutil.Process(harness_pid).net_connections(kind="unix") if "listener-" in c.laddr]
+    return bool(fork_server_of(harness_pid)) and not listening
 
 
 @pytest.mark.slow
@@ -198,20 +213,23 @@ def test_a_stop_while_the_first_worker_is_starting_leaves_no_worker_to_start_lat
     then must not leave that worker to be forked after the harness has gone."""
     text = SUITE.replace("steps = 3", "steps = 100000").split("[[methods]]")[0] + '[[methods]]\nname = "full"\n'
     results = tmp_path / "long.jsonl"
-    others = forked_by_a_fork_server()  # this test session's own
     harness = subprocess.Popen([sys.executable, "harness.py", "run", str(write_suite(text)), "--results", str(results),
-                                "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while not fork_server_of(harness.pid):  # the fork server exists: the worker is being started
-        assert time.time() < deadline and harness.poll() is None
-        time.sleep(0.01)
+                                "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                               env={**os.environ, HARNESS_MARK: str(tmp_path)})
+    OutputLines(harness.stdout).wait_for(") started")  # the harness is about to start the fork server
+    wait_until(lambda: harness.poll() is not None or asking_the_fork_server_for_the_worker(harness.pid),
+               "the harness asks the fork server for the worker")
+    assert harness.poll() is None
     [server] = fork_server_of(harness.pid)
+    # Held stopped, the fork server cannot finish its imports and fork the worker, however long
+    # the test takes to get here: the stop below comes while the worker is being started. Only
+    # the harness's SIGKILL can end it, and once it has ended it can fork nothing.
+    server.suspend()
     assert not server.children()
     harness.send_signal(signal.SIGTERM)
-    assert harness.wait(timeout=120) == 128 + signal.SIGTERM
-    assert gone([server], within_s=1)
-    time.sleep(2)  # what a fork server left behind would have been forked by now
-    assert forked_by_a_fork_server() - others == set()
+    assert harness.wait(timeout=HANG_GUARD_S) == 128 + signal.SIGTERM
+    assert all_ended([server])
+    assert forked_by_a_fork_server(str(tmp_path)) == set()
     [record] = read_records(results)
     assert (record.status, record.error) == ("killed", "the harness was stopped by SIGTERM during this run")
 
@@ -224,18 +242,26 @@ def test_a_harness_killed_at_random_moments_loses_and_repeats_nothing(write_suit
     path = write_suite(SUITE + '\n[[methods]]\nname = "galore"\n[[methods]]\nname = "low_rank"\n')
     results = tmp_path / "runner.jsonl"
     command = [sys.executable, "harness.py", "run", str(path), "--results", str(results), "--no-progress"]
+    runs = load_suite(path).runs
     chance = random.Random(1234)
     for _ in range(3):
-        harness = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(chance.uniform(2, 25))
+        # A random moment counted in the harness's own lines (its first, then a start and an end
+        # per run), not in seconds, which a loaded machine stretches: up to 2 s after a random one
+        # of them, or into its start-up when none is waited for.
+        harness = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        printed = OutputLines(harness.stdout)
+        for _ in range(chance.randint(0, 1 + 2 * len(runs))):
+            if printed.next_line() is None:  # the harness finished its runs first
+                break
+        time.sleep(chance.uniform(0, 2))
         harness.kill()
         harness.wait()
-    assert subprocess.run(command, capture_output=True, timeout=600).returncode == 0
+    assert subprocess.run(command, capture_output=True, timeout=HANG_GUARD_S).returncode == 0
     lines = results.read_text().splitlines()
     records = read_records(results)
     assert len(records) == len(lines)  # every line a whole record
     finished = [r.run_id for r in records if r.status in FINISHED]
-    assert sorted(finished) == sorted(run.spec.run_id for run in load_suite(path).runs)
+    assert sorted(finished) == sorted(run.spec.run_id for run in runs)
 
 
 @pytest.mark.slow  # starts worker processes

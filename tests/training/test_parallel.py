@@ -13,13 +13,13 @@ import torch
 
 from core.spec import RunSpec
 from launchers.local.parent import WORKERS
+from tests.process_events import HANG_GUARD_S
 from tests.text_fixtures import make_c4_dir, make_tokenizer_dir
 
 pytestmark = [pytest.mark.distributed, pytest.mark.slow]  # ranks forked from the fork server, gloo
 
 TINY = dict(workload="llama", size="tiny", steps=4, batch_size=4, seq_len=16, eval_batches=1,
             timing_warmup_steps=1, device="cpu", lr=3e-3)
-RANKS_TIMEOUT_S = 180
 
 
 def _free_port() -> int:
@@ -110,7 +110,7 @@ def train_on_ranks(spec: RunSpec, world: int, tmp_path, checked_weights: bool = 
              for rank in range(world)]
     for process in ranks:
         process.start()
-    deadline = time.time() + RANKS_TIMEOUT_S
+    deadline = time.time() + HANG_GUARD_S  # a hang guard: ranks still running then are killed
     for process in ranks:
         process.join(max(1.0, deadline - time.time()))
     for process in ranks:
