@@ -4,9 +4,10 @@ another; `run_one` is also what a Slurm job runs inside (launchers/slurm/child.p
 A worker process per run means a crash, an out-of-memory kill or a leaked CUDA context
 cannot take the suite down, and every run's memory counters start from a clean process.
 
-Workers are forked from a fork server that has imported torch, transformers, peft,
-bitsandbytes and our modules once: a tiny run then starts in a fraction of a second instead
-of the five or so seconds those imports take in a fresh interpreter. The server itself never
+Workers are forked from a fork server that has imported torch, transformers, our modules and
+the modules of the session's methods (with their packages: peft, bitsandbytes, ...) once: a tiny
+run then starts in a fraction of a second instead of the five or so seconds those imports take
+in a fresh interpreter. The server itself never
 touches CUDA or trains, so each worker still starts with no device state and no optimizer,
 model or data of another run.
 
