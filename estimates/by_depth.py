@@ -11,10 +11,11 @@ the probes: low_rank's moves from the optimizer step to the end of the forward),
 that segment's; the breakdown at the step's end, and the forward and backward's peak likewise.
 Where every segment's peak is on its line, the step's own peak need not be (LoRA's moves from
 the backward's end to the forward's between 3 and 4 blocks): it is their highest. Where one is
-off its line, the step's peak must be on a line too. What the lines need, that a segment of a block sits at the same place in any model, holds
-only where the blocks train alike: a method that trains some blocks and not others (LISA's
-drawn layers, BAdam's active block once it reaches the layers) puts a block's state by its
-index, so the blocks' trained parameters must be alike at each step's start and end.
+off its line, the step's peak must be on a line too. What the lines need, that a block's
+segment sits at the same place in any model, holds only where the blocks train alike: a
+method that trains some blocks and not others (LISA's drawn layers, BAdam's active block once
+it reaches the layers) puts a block's state by its index, so the blocks' trained parameters
+must be alike at each step's start and end.
 
 Exactness is checked, never assumed: the figures used must lie on one line through the three
 depths (zero second difference), a step is a refresh step at every depth or at none, the
