@@ -29,7 +29,7 @@ assumption: it only decides whether the segment could be the highest, never a fi
 
 import multiprocessing
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
@@ -175,6 +175,21 @@ class _SegmentTracker(MemoryTracker):
         # Categories are read once the step has ended, as the tracker reads its own.
         self.segment_peaks = {segment: (peak_bytes, self._breakdown(live))
                               for segment, (peak_bytes, live) in self._snapshots.items()}
+
+
+def fill_fake_tensor_caches(spec: RunSpec):
+    """Two steps of full AdamW on the spec's model at the fewest blocks probed, traced here and
+    thrown away, so that the processes forked after it (a fit's searches and their probes) find
+    torch's fake-tensor caches (a class-wide dispatch cache, kernels looked up on first use)
+    filled: each would otherwise fill its own, half a second of CPU for the model's build and
+    its first steps, three probes a method. Caches hold shapes, never memory: no figure moves."""
+    workload = _WorkloadAtDepth(WORKLOADS[spec.workload], PROBE_DEPTHS[0])
+    try:
+        with traced_training(replace(spec, method="full", method_options={}), workload=workload) as training:
+            training.step()
+            training.step()
+    except NotByStructure:  # the model is traced in full: nothing to fill for probes
+        pass
 
 
 def _serve(spec: RunSpec, depth: int, connection):
