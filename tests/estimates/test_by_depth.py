@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
 
 from core.spec import RunSpec
 from estimates import by_depth, traced
@@ -16,6 +17,7 @@ from estimates.by_depth import (
     NotByStructure,
     affine_at,
     extrapolated_step,
+    fill_fake_tensor_caches,
     traced_steps_by_structure,
 )
 from meters.tracker import StepMemory, summarize
@@ -125,3 +127,15 @@ def test_a_method_that_trains_some_blocks_and_not_others_is_traced_in_full():
         f"{FULL_TRACE_NOTE} step 0 trains some blocks and not others"]
     in_full, _ = traced.traced_steps(spec, spec.steps)
     assert steps == in_full
+
+
+@pytest.mark.slow
+def test_filling_the_fake_tensor_caches_before_the_probes_fork_moves_no_figure():
+    spec = RunSpec(workload="llama", size="60m", method="galore", batch_size=1, seq_len=64, dtype="bfloat16",
+                   device="cpu", steps=2)
+    FakeTensorMode.cache.clear()
+    cold = traced_steps_by_structure(spec, spec.steps)
+    assert not FakeTensorMode.cache  # the probes filled their own
+    fill_fake_tensor_caches(spec)
+    assert FakeTensorMode.cache
+    assert traced_steps_by_structure(spec, spec.steps) == cold
