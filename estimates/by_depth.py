@@ -9,9 +9,13 @@ Each probe's tracker also keeps the peak of every segment of a step and the brea
 the full depth the step's peak is the highest segment's there (it may be another segment than at
 the probes: low_rank's moves from the optimizer step to the end of the forward), its breakdown
 that segment's; the breakdown at the step's end, and the forward and backward's peak likewise.
-The step's own peak must also be on a line through the probes: where it is not (its segment
-changes between the probes, as LoRA's does; BAdam's active block sits by index, so a deeper
-model's peak lies in a segment the probes do not have) the training is traced in full.
+Where every segment's peak is on its line, the step's own peak need not be (LoRA's moves from
+the backward's end to the forward's between 3 and 4 blocks): it is their highest. Where one is
+off its line, the step's peak must be on a line too. What the lines need, that a block's
+segment sits at the same place in any model, holds only where the blocks train alike: a
+method that trains some blocks and not others (LISA's drawn layers, BAdam's active block once
+it reaches the layers) puts a block's state by its index, so the blocks' trained parameters
+must be alike at each step's start and end.
 
 Exactness is checked, never assumed: the figures used must lie on one line through the three
 depths (zero second difference), a step is a refresh step at every depth or at none, the
@@ -25,7 +29,7 @@ assumption: it only decides whether the segment could be the highest, never a fi
 
 import multiprocessing
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
@@ -100,6 +104,8 @@ class _SegmentTracker(MemoryTracker):
         super().__init__(*args, **kwargs)
         self.segment_peaks: dict[tuple, tuple[int, dict[str, int]]] = {}
         """The latest step's segments, in the order they began: (peak bytes, breakdown at it)."""
+        self.blocks_train_alike = True
+        """Whether every block trained the same parameters at the latest step's start and end."""
         self._snapshots: dict[tuple, tuple[int, dict[int, int]]] = {}
         _, self._blocks = repeated_layers(self.model)
         self._open(("before the blocks", None))
@@ -131,8 +137,12 @@ class _SegmentTracker(MemoryTracker):
             self._snapshots[self._segment] = (self._segment_peak_bytes, self._segment_live)
         self._open(segment)
 
+    def _trained_alike(self) -> bool:
+        return len({tuple(parameter.requires_grad for parameter in block.parameters()) for block in self._blocks}) == 1
+
     def _begin(self):
         super()._begin()
+        self.blocks_train_alike = self._trained_alike()
         self._snapshots = {}
         self._open(("before the blocks", None))
         in_backward = lambda: torch._C._current_graph_task_id() != -1  # noqa: E731
@@ -161,22 +171,39 @@ class _SegmentTracker(MemoryTracker):
     def _end(self):
         self._cut(("end", None))
         super()._end()
+        self.blocks_train_alike = self.blocks_train_alike and self._trained_alike()
         # Categories are read once the step has ended, as the tracker reads its own.
         self.segment_peaks = {segment: (peak_bytes, self._breakdown(live))
                               for segment, (peak_bytes, live) in self._snapshots.items()}
 
 
+def fill_fake_tensor_caches(spec: RunSpec):
+    """Two steps of full AdamW on the spec's model at the fewest blocks probed, traced here and
+    thrown away, so that the processes forked after it (a fit's searches and their probes) find
+    torch's fake-tensor caches (a class-wide dispatch cache, kernels looked up on first use)
+    filled: each would otherwise fill its own, half a second of CPU for the model's build and
+    its first steps, three probes a method. Caches hold shapes, never memory: no figure moves."""
+    workload = _WorkloadAtDepth(WORKLOADS[spec.workload], PROBE_DEPTHS[0])
+    try:
+        with traced_training(replace(spec, method="full", method_options={}), workload=workload) as training:
+            training.step()
+            training.step()
+    except NotByStructure:  # the model is traced in full: nothing to fill for probes
+        pass
+
+
 def _serve(spec: RunSpec, depth: int, connection):
     """A probe: the spec's training at `depth` blocks, stepping at each batch size received (None
-    stops it) and answering with the step's figures, its segments' peaks and the notes, or with
-    the error."""
+    stops it) and answering with the step's figures, its segments' peaks, the notes and whether
+    its blocks trained alike, or with the error."""
     try:
         workload = _WorkloadAtDepth(WORKLOADS[spec.workload], depth)
         with traced_training(spec, workload=workload, tracker_type=_SegmentTracker) as training:
             connection.send(("ready", workload.full_depth))
             while (batch_size := connection.recv()) is not None:
                 step = training.step(batch_size)
-                connection.send(("step", step, training.tracker.segment_peaks, list(training.notes)))
+                connection.send(("step", step, training.tracker.segment_peaks, list(training.notes),
+                                 training.tracker.blocks_train_alike))
     except Exception as error:  # noqa: BLE001 - any failure of a probe means: trace in full
         connection.send(("error", f"traced at {depth} block{'s' * (depth > 1)}: {type(error).__name__}: {error}"))
 
@@ -275,11 +302,13 @@ def extrapolated_step(probes: list[StepMemory], segment_peaks: list[dict[tuple, 
             raise NotByStructure(f"step {index}'s segments do not hold its peak")
     segments = [segment for segment in positions[0] if all(segment in peaks for peaks in positions)]
     highest, _ = _highest_at_depth(positions, segments, depth)
-    # The step's own peak on a line too: a method whose state depends on where a block sits
-    # (BAdam's active block, by index) has every segment on a line but not the step's peak.
-    on_line = at_depth("peak", [probe.peak_bytes for probe in probes])
     peak_bytes = at_depth(f"peak (in the {highest})", [peaks[highest][0] for peaks in positions])
-    if peak_bytes < on_line:
+    off_line = [segment for segment in segments if affine_at([peaks[segment][0] for peaks in positions], depth) is None]
+    # A segment off its line is only bounded, by a guess (_bound_at) that a rise growing with the
+    # blocks breaks (BAdam's end of the forward at large batches): then the step's own peak must
+    # be on a line too, and the highest segment not below it.
+    if off_line and peak_bytes < at_depth(f"peak (with the {off_line[0]} off its line)",
+                                          [probe.peak_bytes for probe in probes]):
         raise NotByStructure(f"step {index}'s highest segment at {depth} blocks is below the step's peak's line")
     return StepMemory(
         peak_bytes=peak_bytes,
@@ -379,6 +408,8 @@ class StructureTraining:
             error = next((answer[1] for answer in answers if answer[0] == "error"), None)
             if error:
                 raise NotByStructure(error)
+            if not all(answer[4] for answer in answers):
+                raise NotByStructure(f"step {len(self.steps)} trains some blocks and not others")
             step = extrapolated_step([answer[1] for answer in answers], [answer[2] for answer in answers],
                                      self.full_depth, len(self.steps))
         except NotByStructure as reason:

@@ -23,7 +23,7 @@ from core.spec import RunSpec
 from core.statuses import RecordKind, Status
 from core.units import BYTE_UNITS, GB, GIB
 from estimates import EstimateRequest
-from estimates.by_depth import FULL_TRACE_NOTE, STRUCTURE_NOTE, structure_training
+from estimates.by_depth import FULL_TRACE_NOTE, STRUCTURE_NOTE, fill_fake_tensor_caches, structure_training
 from estimates.traced import describe_precision, traced_training
 from launchers.packages import recorded_packages
 from meters.environment import environment
@@ -247,6 +247,8 @@ def fit_all(specs: list[RunSpec], budgets: list[Budget], jobs: int,
     process's work: traces are single-threaded Python), ordered by budget then spec, and the
     wall seconds it took."""
     started = time.time()
+    if not full_trace:
+        fill_fake_tensor_caches(specs[0])
     with ProcessPoolExecutor(max(1, min(jobs, len(specs))), mp_context=multiprocessing.get_context("fork")) as pool:
         per_spec = list(pool.map(fit_batch, specs, [budgets] * len(specs), [full_trace] * len(specs)))
     return [fits[index] for index in range(len(budgets)) for fits in per_spec], time.time() - started

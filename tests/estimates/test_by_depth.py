@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
 
 from core.spec import RunSpec
 from estimates import by_depth, traced
@@ -16,6 +17,7 @@ from estimates.by_depth import (
     NotByStructure,
     affine_at,
     extrapolated_step,
+    fill_fake_tensor_caches,
     traced_steps_by_structure,
 )
 from meters.tracker import StepMemory, summarize
@@ -50,6 +52,24 @@ def test_a_segment_that_overtakes_the_peak_beyond_the_probes_holds_it_at_full_de
     assert step.at_step_end_bytes == {"trainable_weights": 1320, "activations": 0}
 
 
+def test_a_peak_that_moves_between_segments_at_the_probes_is_the_highest_line_at_full_depth():
+    # The optimizer step holds the peak at 2 and 3 blocks, the forward at 4: the step's peak is
+    # on no line, each segment's is.
+    probes, segments = zip(*(_probe(depth, 790 + 65 * depth) for depth in PROBE_DEPTHS))
+    assert affine_at([probe.peak_bytes for probe in probes], 32) is None
+    step = extrapolated_step(list(probes), list(segments), 32, 1)
+    assert step.peak_bytes == 790 + 65 * 32
+    assert step.at_peak_bytes == {"trainable_weights": 320, "activations": 790 + 55 * 32}
+
+
+def test_a_moving_peak_beside_a_segment_off_its_line_is_refused():
+    probes, segments = zip(*(_probe(depth, 790 + 65 * depth) for depth in PROBE_DEPTHS))
+    for peaks, wobble in zip(segments, (5, 6, 8)):  # low, never the highest, but off its line
+        peaks[("end", None)] = (wobble, {"trainable_weights": 0, "activations": wobble})
+    with pytest.raises(NotByStructure, match="peak \\(with the end off its line\\) is not affine"):
+        extrapolated_step(list(probes), list(segments), 32, 1)
+
+
 def test_a_segment_off_its_line_that_may_be_highest_at_full_depth_is_refused():
     probes, segments = zip(*(_probe(depth, forward) for depth, forward in zip(PROBE_DEPTHS, (700, 800, 1000))))
     with pytest.raises(NotByStructure, match="not affine in the blocks"):
@@ -65,7 +85,8 @@ def _gated(steps: list[StepMemory], spec: RunSpec) -> dict[str, int]:
 # Every kind: Adam on all, a projection with refresh steps, a layer-wise update, a per-model
 # partition (Adam-mini), a block-coordinate method (BAdam's one block training).
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["full", "galore", "galore_layerwise", "adam_mini", "badam"])
+# LoRA and QLoRA: the peak moves between segments from one probe to the next.
+@pytest.mark.parametrize("method", ["full", "galore", "galore_layerwise", "adam_mini", "badam", "lora", "qlora"])
 def test_traced_by_structure_reproduces_the_committed_7b_baseline_to_the_byte(method):
     spec = RunSpec(workload="llama", size="7b", method=method, batch_size=1, seq_len=256, dtype="bfloat16",
                    device="cpu", steps=2)
@@ -94,3 +115,27 @@ def test_a_method_whose_memory_is_not_affine_in_the_blocks_is_traced_in_full(mon
     assert len(fell_back) == 1 and "not affine in the blocks" in fell_back[0], notes
     in_full, _ = traced.traced_steps(spec, spec.steps)
     assert steps == in_full
+
+
+@pytest.mark.slow
+def test_a_method_that_trains_some_blocks_and_not_others_is_traced_in_full():
+    """LISA trains two layers drawn by index: at 2 blocks every block, at 3 and 4 some."""
+    spec = RunSpec(workload="llama", size="60m", method="lisa", batch_size=1, seq_len=64, dtype="bfloat16",
+                   device="cpu", steps=2)
+    steps, notes = by_depth.traced_steps_by_structure(spec, spec.steps)
+    assert [note for note in notes if note.startswith(FULL_TRACE_NOTE)] == [
+        f"{FULL_TRACE_NOTE} step 0 trains some blocks and not others"]
+    in_full, _ = traced.traced_steps(spec, spec.steps)
+    assert steps == in_full
+
+
+@pytest.mark.slow
+def test_filling_the_fake_tensor_caches_before_the_probes_fork_moves_no_figure():
+    spec = RunSpec(workload="llama", size="60m", method="galore", batch_size=1, seq_len=64, dtype="bfloat16",
+                   device="cpu", steps=2)
+    FakeTensorMode.cache.clear()
+    cold = traced_steps_by_structure(spec, spec.steps)
+    assert not FakeTensorMode.cache  # the probes filled their own
+    fill_fake_tensor_caches(spec)
+    assert FakeTensorMode.cache
+    assert traced_steps_by_structure(spec, spec.steps) == cold
