@@ -15,6 +15,7 @@
 """
 
 import argparse
+import gc
 import json
 import math
 import os
@@ -200,6 +201,11 @@ def estimate_specs(args, mode) -> list:
     for spec in {spec.run_id: spec for spec in specs}.values():
         refuse_untraceable(spec)
         check_run(spec)
+    # Everything imported stays alive: frozen, the collections that follow (BAdam's gc.collect at
+    # every block switch, in every probe and search process forked from here) walk only the
+    # traces' objects, not the imported modules' (as preflight does for a suite's runs).
+    gc.collect()
+    gc.freeze()
     return specs
 
 
