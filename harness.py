@@ -203,7 +203,8 @@ def estimate_specs(args, mode) -> list:
         check_run(spec)
     # Everything imported stays alive: frozen, the collections that follow (BAdam's gc.collect at
     # every block switch, in every probe and search process forked from here) walk only the
-    # traces' objects, not the imported modules' (as preflight does for a suite's runs).
+    # traces' objects, not the imported modules' (as preflight does for a suite's runs). The
+    # checks' meta models are collected first, or frozen they would never be.
     gc.collect()
     gc.freeze()
     return specs

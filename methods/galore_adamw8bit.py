@@ -18,18 +18,6 @@ BLOCK_SIZE = 256
 """Elements per absmax scale in bitsandbytes' blockwise optimizer kernels."""
 
 
-def quantization_maps(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """bitsandbytes' dynamic maps: signed for the first moment, unsigned for the second."""
-    # bitsandbytes is imported where its kernels are first needed, not with this module: it
-    # takes seconds (its CPU kernels are torch.compile'd at import), and GaLore's 32-bit methods,
-    # defined beside the 8-bit ones (methods/galore.py), never call it.
-    import bitsandbytes.functional
-
-    signed = bitsandbytes.functional.create_dynamic_map(signed=True).to(device)
-    unsigned = bitsandbytes.functional.create_dynamic_map(signed=False).to(device)
-    return signed, unsigned
-
-
 class GaLoreAdamW8bit(GaLoreAdamW):
     """GaLoreAdamW with 8-bit blockwise moments and bitsandbytes' Adam update (its AdamW8bit).
 
@@ -49,6 +37,13 @@ class GaLoreAdamW8bit(GaLoreAdamW):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
         self.min_8bit_size = min_8bit_size
         self._maps_by_device = {}
+        # bitsandbytes is imported when an 8-bit optimizer is built, not with this module: it
+        # takes seconds (its CPU kernels are torch.compile'd at import), and GaLore's 32-bit
+        # methods, defined beside the 8-bit ones (methods/galore.py), never use it. Its kernels
+        # are looked up on the module at each call, where traced estimates replace them.
+        import bitsandbytes.functional
+
+        self._bitsandbytes = bitsandbytes.functional
 
     def _step_parameter(self, group: dict, p: torch.Tensor):
         state = self.state[p]
@@ -83,7 +78,9 @@ class GaLoreAdamW8bit(GaLoreAdamW):
             state["state2"] = torch.zeros_like(like, dtype=torch.float32)
             return
         if like.device not in self._maps_by_device:
-            self._maps_by_device[like.device] = quantization_maps(like.device)
+            # bitsandbytes' dynamic maps: signed for the first moment, unsigned for the second.
+            self._maps_by_device[like.device] = tuple(
+                self._bitsandbytes.create_dynamic_map(signed=signed).to(like.device) for signed in (True, False))
         blocks = math.ceil(like.numel() / BLOCK_SIZE)
         state["state1"] = torch.zeros_like(like, dtype=torch.uint8)
         state["state2"] = torch.zeros_like(like, dtype=torch.uint8)
@@ -91,20 +88,17 @@ class GaLoreAdamW8bit(GaLoreAdamW):
         state["absmax2"] = torch.zeros(blocks, dtype=torch.float32, device=like.device)
         state["qmap1"], state["qmap2"] = self._maps_by_device[like.device]
 
-    @staticmethod
-    def _adam_kernel(group: dict, state: dict, grad: torch.Tensor, target: torch.Tensor, weight_decay: float):
+    def _adam_kernel(self, group: dict, state: dict, grad: torch.Tensor, target: torch.Tensor, weight_decay: float):
         """bitsandbytes' fused Adam update of target, in place, with this state's moments."""
-        import bitsandbytes.functional  # imported by quantization_maps already: a lookup here
-
         beta1, beta2 = group["betas"]
         if state["state1"].dtype == torch.uint8:
-            bitsandbytes.functional.optimizer_update_8bit_blockwise(
+            self._bitsandbytes.optimizer_update_8bit_blockwise(
                 "adam", grad, target, state["state1"], state["state2"], beta1, beta2, 0.0, 0.0, group["eps"],
                 state["step"], group["lr"], state["qmap1"], state["qmap2"], state["absmax1"], state["absmax2"],
                 weight_decay=weight_decay,
             )  # fmt: skip
         else:
-            bitsandbytes.functional.optimizer_update_32bit(
+            self._bitsandbytes.optimizer_update_32bit(
                 "adam", grad, target, state["state1"], beta1, group["eps"], state["step"], group["lr"],
                 state["state2"], beta2, weight_decay=weight_decay,
             )  # fmt: skip
