@@ -89,6 +89,25 @@ class _Methods(Mapping):
 METHODS = _Methods()
 
 
+def modules_of(names) -> list[str]:
+    """What the methods `names` import on first use, each once: their own modules and their
+    packages (each distribution's import name is its pip name with "-" as "_": the registry
+    contract test imports every one)."""
+    modules = []
+    for name in names:
+        registered = REGISTERED[name]
+        modules += [registered.module, *(package.replace("-", "_") for package in registered.packages)]
+    return list(dict.fromkeys(modules))
+
+
+def preload(names):
+    """Import modules_of(names) in this process, so that every process forked from it (a fit's
+    searches, a trace's probes) finds them imported instead of importing them itself: each of
+    bitsandbytes, peft, badam, galore-torch and apollo-torch takes a second or more."""
+    for module in modules_of(names):
+        importlib.import_module(module)
+
+
 def prepare_training(model, spec, workload) -> Training:
     """The spec's method applied to `model`: its options parsed from spec.method_options, after
     activation checkpointing where the spec asks for it."""

@@ -36,6 +36,10 @@ class Workload:
     packages: tuple[str, ...]
     """The distributions it imports beyond torch and transformers (their pip names), whose
     versions records name."""
+    imported_on_first_use: tuple[str, ...] = ()
+    """Modules every run imports when it first needs them, not when this module is imported (so
+    that a harness start does not pay for them): a process that forks many runs imports them
+    once for all (launchers/local/parent.py)."""
 
     def data(self, spec: RunSpec):
         """spec.data parsed into data_options; an OptionError names a key or value it refuses."""

@@ -18,7 +18,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, Roberta
 from results.schema import Evaluation
 from workloads import glue_splits, glue_tasks, synthetic_glue, text_corpus
 from workloads.base import ALL_ROWS, TransformersLossMixin, Workload, keep_rows
-from workloads.glue_metrics import glue_metrics
+from workloads.glue_metrics import METRIC_MODULES, glue_metrics
 from workloads.hub import hub_reachable, lookup_options
 from workloads.sizes import model_config
 
@@ -81,6 +81,7 @@ class RobertaGlue(TransformersLossMixin, Workload):
     name = "roberta_glue"
     data_options = GlueData
     packages = ("datasets", "scikit-learn")
+    imported_on_first_use = METRIC_MODULES  # every run scores its held-out batches
 
     def task(self, spec) -> glue_tasks.GlueTask:
         return TASKS[self.data(spec).task]

@@ -5,10 +5,9 @@ A worker process per run means a crash, an out-of-memory kill or a leaked CUDA c
 cannot take the suite down, and every run's memory counters start from a clean process.
 
 Workers are forked from a fork server that has imported torch, transformers, our modules and
-the modules of the session's methods (with their packages: peft, bitsandbytes, ...) once: a tiny
-run then starts in a fraction of a second instead of the five or so seconds those imports take
-in a fresh interpreter. The server itself never
-touches CUDA or trains, so each worker still starts with no device state and no optimizer,
+what the session's methods and workloads import on first use (peft, bitsandbytes, scikit-learn,
+...) once: a tiny run then starts in a fraction of a second instead of the five or so seconds
+those imports take in a fresh interpreter. The server itself never touches CUDA or trains, so each worker still starts with no device state and no optimizer,
 model or data of another run.
 
 Every way a run can end becomes its record (core/statuses.py): an exception in the worker is
@@ -41,27 +40,31 @@ from launchers.base import RunSettings, RunStopped
 from launchers.local.child import worker
 from launchers.suite_runner import STOP_SIGNALS, checkpoints_of
 from launchers.torchrun.parent import TorchrunProcess
-from methods import REGISTERED
+from methods import modules_of
 from results.schema import Record
 from training.checkpoints import set_aside_unreadable
 from training.loop import train
 from training.setting import run_setting
+from workloads import WORKLOADS
 
 WORKER_PRELOAD = ["training.outcome", "launchers.local.child"]
 """Modules the fork server imports once for every worker (they import torch, transformers and
-the workloads); a session adds the modules of its runs' methods (preload_methods_of)."""
+the workloads); a session adds what its runs' methods and workloads import on first use
+(preload_modules_of)."""
 WORKERS = multiprocessing.get_context("forkserver")
 WORKERS.set_forkserver_preload(WORKER_PRELOAD)
 GRACE_S = 10.0
 """Seconds a worker gets to stop after SIGTERM before it is killed."""
 
 
-def preload_methods_of(runs: list[PlannedRun]):
-    """The fork server, not yet started, will also import the modules of these runs' methods:
-    once, not once per worker (the registry imports a method's module on first use), and only
-    those (bitsandbytes alone takes seconds to import)."""
-    modules = dict.fromkeys(REGISTERED[run.spec.method].module for run in runs)
-    WORKERS.set_forkserver_preload([*WORKER_PRELOAD, *modules])
+def preload_modules_of(runs: list[PlannedRun]):
+    """The fork server, not yet started, will also import what these runs' methods and workloads
+    import on first use (methods.modules_of, Workload.imported_on_first_use): once, not once per
+    worker, and only those (bitsandbytes alone takes seconds to import, scikit-learn over one)."""
+    methods = modules_of(dict.fromkeys(run.spec.method for run in runs))
+    workloads = [module for name in dict.fromkeys(run.spec.workload for run in runs)
+                 for module in WORKLOADS[name].imported_on_first_use]
+    WORKERS.set_forkserver_preload(list(dict.fromkeys([*WORKER_PRELOAD, *methods, *workloads])))
 
 
 def _oom_kills() -> int | None:
@@ -183,7 +186,7 @@ class LocalSession:
 
     def run(self, suite_name: str, pending: list[PlannedRun], stops):
         train_function = self.settings.train_function or train
-        preload_methods_of(pending)
+        preload_modules_of(pending)
         for index, planned in enumerate(pending, 1):
             print(f"[{index}/{len(pending)}] {planned.description} ({planned.spec.run_id}) started", flush=True)
             record = run_one(planned, suite_name, train_function, self.settings.progress, self.settings.timeout_s,

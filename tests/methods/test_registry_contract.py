@@ -101,3 +101,18 @@ def test_looking_up_a_method_imports_no_heavy_package_it_does_not_declare():
                f"[METHODS[name] for name in {light!r}]; print([m for m in {heavy!r} if m in sys.modules])")
     shown = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=300, check=True)
     assert len(light) >= 7 and shown.stdout.strip() == "[]"
+
+
+def test_every_module_a_method_imports_on_first_use_is_found_by_its_name():
+    """modules_of names what a fork server and a trace's parent import before they fork: a
+    distribution whose import name is not its pip name with "-" as "_" would fail there."""
+    import importlib.util
+
+    from methods import REGISTERED, modules_of
+
+    for name in REGISTERED:
+        modules = modules_of([name])
+        assert modules[0] == REGISTERED[name].module
+        assert len(modules) == 1 + len(REGISTERED[name].packages)
+        missing = [module for module in modules if importlib.util.find_spec(module) is None]
+        assert not missing, f"{name}: {missing} not importable"
