@@ -172,7 +172,7 @@ def estimate_specs(args, mode) -> list:
     suite's run is, before the first (slow) trace."""
     from core.spec import RunSpec
     from estimates.fake_ranks import refuse_untraceable
-    from methods import METHODS
+    from methods import METHODS, preload
     from suites.load import parse_assignment
     from training.preflight import check_run
 
@@ -201,6 +201,7 @@ def estimate_specs(args, mode) -> list:
     for spec in {spec.run_id: spec for spec in specs}.values():
         refuse_untraceable(spec)
         check_run(spec)
+    preload(methods)  # here, not in each process forked from here (searches, probes)
     # Everything imported stays alive: frozen, the collections that follow (BAdam's gc.collect at
     # every block switch, in every probe and search process forked from here) walk only the
     # traces' objects, not the imported modules' (as preflight does for a suite's runs). The

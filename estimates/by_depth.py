@@ -179,10 +179,13 @@ class _SegmentTracker(MemoryTracker):
 
 def fill_fake_tensor_caches(spec: RunSpec):
     """Two steps of full AdamW on the spec's model at the fewest blocks probed, traced here and
-    thrown away, so that the processes forked after it (a fit's searches and their probes) find
-    torch's fake-tensor caches (a class-wide dispatch cache, kernels looked up on first use)
-    filled: each would otherwise fill its own, half a second of CPU for the model's build and
-    its first steps, three probes a method. Caches hold shapes, never memory: no figure moves."""
+    thrown away, so that the processes forked after it (an estimate's probes, a fit's searches
+    and theirs) find torch's fake-tensor caches (a class-wide dispatch cache, kernels looked up
+    on first use) filled: each would otherwise fill its own, half a second of CPU for the
+    model's build and its first steps, three probes a method. Caches hold shapes, never memory: no figure moves.
+    Nothing for several ranks: their training is traced in full (StructureTraining)."""
+    if spec.world_size > 1:
+        return
     workload = _WorkloadAtDepth(WORKLOADS[spec.workload], PROBE_DEPTHS[0])
     try:
         with traced_training(replace(spec, method="full", method_options={}), workload=workload) as training:
@@ -441,4 +444,7 @@ def traced_steps_by_structure(spec: RunSpec, steps: int = 2) -> tuple[list[StepM
 
 def estimate_by_structure(specs: list[RunSpec], request: EstimateRequest) -> int:
     """`harness.py estimate`: estimate_each, traced by structure (--full-trace: in full)."""
-    return estimate_each(specs, request, traced_steps if request.full_trace else traced_steps_by_structure)
+    if request.full_trace:
+        return estimate_each(specs, request, traced_steps)
+    fill_fake_tensor_caches(specs[0])
+    return estimate_each(specs, request, traced_steps_by_structure)
