@@ -56,8 +56,8 @@ CUDA_ALLOCATION_GRANULARITY_BYTES = 512
 
 def tensors_in(*values) -> list[torch.Tensor]:
     """The tensors in an op's arguments or outputs, which nest them in tuples, lists and dicts
-    only. (pytree's tree_leaves finds the same but handles every registered container: on every
-    op of a trace, its generality cost a tenth of the trace's time.)"""
+    only. (pytree's tree_leaves finds the same, asking of every value which of its registered
+    container types it is: on every op of every trace and tracked step.)"""
     found, pending = [], list(reversed(values))
     while pending:  # depth first, in order: storages get their keys in the order pytree gave them
         value = pending.pop()

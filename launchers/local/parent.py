@@ -7,8 +7,8 @@ cannot take the suite down, and every run's memory counters start from a clean p
 Workers are forked from a fork server that has imported torch, transformers, our modules and
 what the session's methods and workloads import on first use (peft, bitsandbytes, scikit-learn,
 ...) once: a tiny run then starts in a fraction of a second instead of the five or so seconds
-those imports take in a fresh interpreter. The server itself never touches CUDA or trains, so each worker still starts with no device state and no optimizer,
-model or data of another run.
+those imports take in a fresh interpreter. The server itself never touches CUDA or trains, so
+each worker still starts with no device state and no optimizer, model or data of another run.
 
 Every way a run can end becomes its record (core/statuses.py): an exception in the worker is
 classified there (training/outcome.py); a worker that dies is classified here from its exit
