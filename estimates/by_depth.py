@@ -77,8 +77,8 @@ class _WorkloadAtDepth:
         return getattr(self._workload, name)
 
     def build_model(self, spec: RunSpec):
-        # The full model is checked on the meta device, outside the fake mode: building it on
-        # fake tensors took three to six times as long (seconds of a 65B fit's probes).
+        # The full model is checked on the meta device, outside the fake mode: at 7B that build
+        # took 0.03 s, on fake tensors 0.14-0.18 s (measured), in every probe.
         with unset_fake_temporarily(), torch.device("meta"):
             full = self._workload.build_model(spec)
         name, layers = repeated_layers(full)
@@ -91,19 +91,20 @@ class _WorkloadAtDepth:
         if self.full_depth <= max(PROBE_DEPTHS):
             raise NotByStructure(f"the model has {self.full_depth} blocks, not more than the probes' "
                                  f"{max(PROBE_DEPTHS)}")
-        loaded = bool(full.config._name_or_path)  # from a checkpoint: as the workload loads it, then cut
-        if loaded:
+        if full.config._name_or_path:  # loaded from a checkpoint: as the workload loads it, then cut
             model = self._workload.build_model(spec)
             del model.get_submodule(name)[self._depth:]
-            config = model.config  # its modules share it: changed in place
-        else:  # built from its config: the same class, from the config at this depth
-            config = copy.deepcopy(full.config)
+            self._cut(model.config)  # its modules share it: changed in place
+            return model
+        config = copy.deepcopy(full.config)  # built from its config: the same class, at this depth
+        self._cut(config)
+        return type(full)(config)
+
+    def _cut(self, config):
+        """`config` at this probe's depth."""
         config.num_hidden_layers = self._depth
-        if layer_types:
-            config.layer_types = layer_types[:self._depth]
-        if not loaded:
-            model = type(full)(config)
-        return model
+        if getattr(config, "layer_types", None):
+            config.layer_types = config.layer_types[:self._depth]
 
 
 class _SegmentTracker(MemoryTracker):
@@ -195,8 +196,8 @@ def fill_fake_tensor_caches(spec: RunSpec):
     thrown away, so that the processes forked after it (an estimate's probes, a fit's searches
     and theirs) find torch's fake-tensor caches (a class-wide dispatch cache, kernels looked up
     on first use) filled: each would otherwise fill its own, half a second of CPU for the
-    model's build and its first steps, three probes a method. Caches hold shapes, never memory: no figure moves.
-    Nothing for several ranks: their training is traced in full (StructureTraining)."""
+    model's build and its first steps, three probes a method. Caches hold shapes, never memory:
+    no figure moves. Nothing for several ranks: their training is traced in full."""
     if spec.world_size > 1:
         return
     workload = _WorkloadAtDepth(WORKLOADS[spec.workload], PROBE_DEPTHS[0])

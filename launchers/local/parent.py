@@ -61,7 +61,7 @@ def preload_modules_of(runs: list[PlannedRun]):
     """The fork server, not yet started, will also import what these runs' methods and workloads
     import on first use (methods.modules_of, Workload.imported_on_first_use): once, not once per
     worker, and only those (bitsandbytes alone takes seconds to import, scikit-learn over one)."""
-    methods = modules_of(dict.fromkeys(run.spec.method for run in runs))
+    methods = modules_of(run.spec.method for run in runs)
     workloads = [module for name in dict.fromkeys(run.spec.workload for run in runs)
                  for module in WORKLOADS[name].imported_on_first_use]
     WORKERS.set_forkserver_preload(list(dict.fromkeys([*WORKER_PRELOAD, *methods, *workloads])))

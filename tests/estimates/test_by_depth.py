@@ -97,6 +97,20 @@ def test_traced_by_structure_reproduces_the_committed_7b_baseline_to_the_byte(me
     assert {name: figures[name] for name in baseline} == baseline
 
 
+def _small_spec(method: str) -> RunSpec:
+    return RunSpec(workload="llama", size="60m", method=method, batch_size=1, seq_len=64, dtype="bfloat16",
+                   device="cpu", steps=2)
+
+
+def _fell_back_to_the_full_trace(spec: RunSpec) -> list[str]:
+    """The notes saying why the spec's trace by structure fell back to the full trace, whose
+    figures it must then give."""
+    steps, notes = by_depth.traced_steps_by_structure(spec, spec.steps)
+    in_full, _ = traced.traced_steps(spec, spec.steps)
+    assert steps == in_full
+    return [note for note in notes if note.startswith(FULL_TRACE_NOTE)]
+
+
 @pytest.mark.slow
 def test_a_method_whose_memory_is_not_affine_in_the_blocks_is_traced_in_full(monkeypatch):
     """A stand-in method: full AdamW plus a trained tensor of blocks squared elements."""
@@ -108,31 +122,20 @@ def test_a_method_whose_memory_is_not_affine_in_the_blocks_is_traced_in_full(mon
         return prepare_training(model, spec, workload)
 
     monkeypatch.setattr(traced, "prepare_training", quadratic_in_depth)  # the forked probes inherit it
-    spec = RunSpec(workload="llama", size="60m", method="full", batch_size=1, seq_len=64, dtype="bfloat16",
-                   device="cpu", steps=2)
-    steps, notes = by_depth.traced_steps_by_structure(spec, spec.steps)
-    fell_back = [note for note in notes if note.startswith(FULL_TRACE_NOTE)]
-    assert len(fell_back) == 1 and "not affine in the blocks" in fell_back[0], notes
-    in_full, _ = traced.traced_steps(spec, spec.steps)
-    assert steps == in_full
+    fell_back = _fell_back_to_the_full_trace(_small_spec("full"))
+    assert len(fell_back) == 1 and "not affine in the blocks" in fell_back[0], fell_back
 
 
 @pytest.mark.slow
 def test_a_method_that_trains_some_blocks_and_not_others_is_traced_in_full():
     """LISA trains two layers drawn by index: at 2 blocks every block, at 3 and 4 some."""
-    spec = RunSpec(workload="llama", size="60m", method="lisa", batch_size=1, seq_len=64, dtype="bfloat16",
-                   device="cpu", steps=2)
-    steps, notes = by_depth.traced_steps_by_structure(spec, spec.steps)
-    assert [note for note in notes if note.startswith(FULL_TRACE_NOTE)] == [
+    assert _fell_back_to_the_full_trace(_small_spec("lisa")) == [
         f"{FULL_TRACE_NOTE} step 0 trains some blocks and not others"]
-    in_full, _ = traced.traced_steps(spec, spec.steps)
-    assert steps == in_full
 
 
 @pytest.mark.slow
 def test_filling_the_fake_tensor_caches_before_the_probes_fork_moves_no_figure():
-    spec = RunSpec(workload="llama", size="60m", method="galore", batch_size=1, seq_len=64, dtype="bfloat16",
-                   device="cpu", steps=2)
+    spec = _small_spec("galore")
     FakeTensorMode.cache.clear()
     cold = traced_steps_by_structure(spec, spec.steps)
     assert not FakeTensorMode.cache  # the probes filled their own
