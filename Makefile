@@ -54,13 +54,14 @@ $(CHECK_RUNS): setup
 # Every registered method's 7B traced estimate (BF16, batch 1, seq 256); one FSDP2 rank of four
 # for 8-bit GaLore; and the tiny Qwen2 and Gemma 2 stand-ins under bf16-mixed for the methods that
 # place themselves by the architecture.
+# One process (--then): torch and the rest imported once, not three times.
 $(CHECK_TRACED): setup
 	rm -f $@
 	$(PYTHON) harness.py estimate --size 7b --seq 256 --batch 1 --dtype bfloat16 --method all \
-		--records $@ --suite ci_traced_7b > /dev/null
-	$(PYTHON) harness.py estimate --size 7b --seq 256 --batch 1 --dtype bfloat16 --method galore8bit \
-		--nproc 4 --sharding fsdp2 --records $@ --suite ci_traced_7b > /dev/null
-	$(PYTHON) harness.py estimate --sizes tiny-qwen2,tiny-gemma2 --seq 256 --batch 1 --precision bf16-mixed \
+		--records $@ --suite ci_traced_7b \
+		--then estimate --size 7b --seq 256 --batch 1 --dtype bfloat16 --method galore8bit \
+		--nproc 4 --sharding fsdp2 --records $@ --suite ci_traced_7b \
+		--then estimate --sizes tiny-qwen2,tiny-gemma2 --seq 256 --batch 1 --precision bf16-mixed \
 		--method full --method lora --method galore --method adam_mini --method muon --method badam \
 		--records $@ --suite ci_traced_7b > /dev/null
 
@@ -68,16 +69,12 @@ $(CHECK_TRACED): setup
 
 check: setup
 	$(MAKE) --no-print-directory -j2 $(CHECK_RUNS) $(CHECK_TRACED)
-	status=0; \
-	$(PYTHON) harness.py check $(CHECK_RUNS) $(CHECK_SETS) || status=1; \
-	$(PYTHON) harness.py check $(CHECK_TRACED) $(TRACED_SETS) || status=1; \
-	exit $$status
+	$(PYTHON) harness.py check $(CHECK_RUNS) $(CHECK_SETS) --then check $(CHECK_TRACED) $(TRACED_SETS)
 
 # After a deliberate change: rerun both halves and rewrite the baselines, saying what changed.
 check-update: setup
 	$(MAKE) --no-print-directory -j2 $(CHECK_RUNS) $(CHECK_TRACED)
-	$(PYTHON) harness.py check $(CHECK_RUNS) $(CHECK_SETS) --update
-	$(PYTHON) harness.py check $(CHECK_TRACED) $(TRACED_SETS) --update
+	$(PYTHON) harness.py check $(CHECK_RUNS) $(CHECK_SETS) --update --then check $(CHECK_TRACED) $(TRACED_SETS) --update
 
 BENCH_SIZE ?= small
 bench-optim: setup

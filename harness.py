@@ -12,6 +12,9 @@
     python harness.py estimate --successors-7b
     python harness.py estimate --grid --sizes 60m,130m,350m,1b,7b --method all --seq 256 --records results/grid.jsonl
     python harness.py estimate --fit 24GB --size 7b --seq 256 --method all --checkpointing both
+    python harness.py check A.jsonl --baseline A.json --then check B.jsonl --baseline B.json
+
+--then runs several commands in one process, one after another: torch and the rest are imported once.
 """
 
 import argparse
@@ -326,8 +329,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+THEN = "--then"
+"""Between two commands: both run in this one process, one after the other (imports paid once)."""
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    """Every command's flags are checked before the first runs; each runs even when one before it
+    failed, and the exit status is the highest."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    commands = [[]]
+    for word in argv:
+        if word == THEN:
+            commands.append([])
+        else:
+            commands[-1].append(word)
+    if len(commands) > 1 and not all(commands):
+        print(f"error: {THEN} stands between two commands, e.g. check A --baseline B {THEN} check C --baseline D",
+              file=sys.stderr)
+        return 2
+    return max([_handled(args) for args in [build_parser().parse_args(command) for command in commands]])
+
+
+def _handled(args) -> int:
     try:
         return args.handler(args)
     # Bad input of every kind (suites.load's SuiteError, preflight's, options', the gate's) is a

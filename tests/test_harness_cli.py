@@ -92,3 +92,21 @@ def test_list_names_every_launcher_with_its_options(capsys):
     for name, launcher in LAUNCHERS.items():
         line = next(line for line in lines if line.split()[:1] == [name])
         assert all(field in line for field in option_fields(launcher.options)), line
+
+
+def test_then_runs_each_command_in_turn_and_exits_with_the_highest_status(capsys):
+    assert main(["list", "--then", "list"]) == 0
+    assert capsys.readouterr().out.count("methods:") == 2
+    # A failing command does not keep the next from running; the status is the failure's.
+    assert main(["check", "no-such-results.jsonl", "--baseline", "no-such-baseline.json", "--then", "list"]) == 2
+    captured = capsys.readouterr()
+    assert "no such results file" in captured.err and "methods:" in captured.out
+
+
+def test_then_checks_every_commands_flags_before_the_first_runs(capsys):
+    with pytest.raises(SystemExit):
+        main(["list", "--then", "estimate", "--no-such-flag"])
+    assert "methods:" not in capsys.readouterr().out
+    assert main(["list", "--then"]) == 2
+    assert capsys.readouterr().err.strip() == ("error: --then stands between two commands, e.g. check A --baseline B "
+                                               "--then check C --baseline D")
