@@ -160,7 +160,7 @@ class _SegmentTracker(MemoryTracker):
         self._snapshots = {}
         self._open(("before the blocks", None))
         in_backward = lambda: torch._C._current_graph_task_id() != -1  # noqa: E731
-        outputs = set()  # ids of the blocks' outputs this step
+        before = {"output": None}  # the id of the latest block's output this step
         for index, block in enumerate(self._blocks):
             def entered(module, args, kwargs, index=index):
                 if in_backward():  # recomputed by activation checkpointing: part of the block's backward
@@ -171,7 +171,7 @@ class _SegmentTracker(MemoryTracker):
                 # block's backward (its hook, registered first, runs first), and nothing comes
                 # between. A hook here would open a segment after it, under this block's index,
                 # holding the block before's backward: block 0's under block 1, an inner block.
-                if hidden is not None and hidden.requires_grad and id(hidden) not in outputs:
+                if hidden is not None and hidden.requires_grad and id(hidden) != before["output"]:
                     hidden.register_hook(lambda _: self._cut(("backward after", index)))
 
             def left(module, args, kwargs, output, index=index):
@@ -180,7 +180,7 @@ class _SegmentTracker(MemoryTracker):
                 self._cut(("forward after", index))
                 hidden = next((t for t in tree_leaves(output) if isinstance(t, torch.Tensor)), None)
                 if hidden is not None and hidden.requires_grad:
-                    outputs.add(id(hidden))
+                    before["output"] = id(hidden)
                     hidden.register_hook(lambda _: self._cut(("backward", index)))
 
             self._hooks += [block.register_forward_pre_hook(entered, with_kwargs=True),
